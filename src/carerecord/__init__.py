@@ -1,0 +1,3 @@
+"""carerecord: an open-source integrated health and social care record (FHIR R4, UK Core)."""
+
+__version__ = "0.1.0"
