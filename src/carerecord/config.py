@@ -1,0 +1,65 @@
+"""Settings, from (highest first) command-line flags, ``CARERECORD_*`` environment variables,
+a config file (``CARERECORD_CONFIG``, TOML with the same keys, default ``carerecord.toml`` in the
+working directory), and defaults. The default database is an SQLite file in the data directory,
+so ``carerecord serve`` needs nothing installed."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "carerecord"
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the optional TOML config file."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = Path(os.environ.get("CARERECORD_CONFIG", "carerecord.toml"))
+        if not path.is_file():
+            return {}
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+        return dict(data.get("carerecord", data))
+
+
+class Settings(BaseSettings):
+    """All runtime settings of a carerecord server or command."""
+
+    model_config = SettingsConfigDict(env_prefix="CARERECORD_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database: str | None = None  # SQLAlchemy URL; None means sqlite file in data_dir
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    base_url: str | None = None  # public base URL of the FHIR API; default http://host:port/fhir
+    default_page_size: int = 50
+    max_page_size: int = 1000
+    validate_profiles: bool = True
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any,
+                                   env_settings: Any, dotenv_settings: Any,
+                                   file_secret_settings: Any) -> tuple[Any, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    def database_url(self) -> str:
+        """The SQLAlchemy URL of the store (creating the data directory for SQLite)."""
+        if self.database:
+            return self.database
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.data_dir / 'carerecord.db'}"
+
+    def fhir_base(self) -> str:
+        return (self.base_url or f"http://{self.host}:{self.port}/fhir").rstrip("/")

@@ -1,0 +1,76 @@
+"""Turning a client's resource into what the store writes: validated, stamped with id and
+meta, serialised once, and with its search index rows and Patient compartments extracted.
+
+This is the only place a resource is serialised on the write path; reads serve these bytes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from carerecord.errors import Invalid, Issue, Unprocessable
+from carerecord.fhir.indexing import IndexRows, extract, patient_compartments
+from carerecord.fhir.search_params import SearchParamRegistry
+from carerecord.fhir.validation import validate
+from carerecord.store.records import iso_instant
+
+_SERVER_META = ("versionId", "lastUpdated")
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A resource ready to be written as version ``version`` at time ``last_updated``."""
+
+    res_type: str
+    res_id: str
+    version: int
+    last_updated: int
+    resource: dict[str, Any]
+    content: bytes
+    rows: IndexRows
+    compartments: list[str]
+
+
+def check(resource: dict[str, Any]) -> None:
+    """Validate ``resource``; raise on any error-level issue.
+
+    Structural faults (unknown elements, wrong JSON types: the resource is not well-formed
+    FHIR) are 400 Invalid; a well-formed resource breaking a rule (cardinality, binding,
+    profile, NHS number) is 422 Unprocessable, as http://hl7.org/fhir/R4/http.html#2.21.0.3
+    distinguishes them."""
+    issues = [i for i in validate(resource) if i.severity in ("error", "fatal")]
+    if not issues:
+        return
+    if any(i.code == "structure" for i in issues):
+        raise Invalid.of(issues)
+    raise Unprocessable.of(issues)
+
+
+def stamp(resource: dict[str, Any], res_id: str, version: int, last_updated: int) -> dict[str, Any]:
+    """A copy of ``resource`` with the server's id and meta.versionId/lastUpdated, keys in the
+    conventional order (resourceType, id, meta first). Client meta (profile, tag, security,
+    source) is kept."""
+    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in _SERVER_META}
+    out: dict[str, Any] = {"resourceType": resource["resourceType"], "id": res_id,
+                           "meta": {"versionId": str(version),
+                                    "lastUpdated": iso_instant(last_updated), **meta}}
+    for k, v in resource.items():
+        if k not in ("resourceType", "id", "meta"):
+            out[k] = v
+    return out
+
+
+def prepare(resource: dict[str, Any], res_id: str, version: int, last_updated: int,
+            registry: SearchParamRegistry, *, validated: bool = False) -> Prepared:
+    """Validate (unless already done), stamp, serialise and index one resource."""
+    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+        raise Invalid("A resource must be a JSON object with a resourceType",
+                      issues=[Issue("error", "structure", "A resource must be a JSON object with a "
+                                    "resourceType", ("resourceType",))])
+    if not validated:
+        check(resource)
+    final = stamp(resource, res_id, version, last_updated)
+    return Prepared(final["resourceType"], res_id, version, last_updated, final,
+                    orjson.dumps(final), extract(final, registry), patient_compartments(final))

@@ -1,0 +1,50 @@
+"""Values the store hands back: a stored version of a resource, and time helpers."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+
+def now_us() -> int:
+    """The current time in microseconds since the epoch (UTC)."""
+    return time.time_ns() // 1000
+
+
+def iso_instant(us: int) -> str:
+    """A FHIR ``instant`` for a microsecond timestamp, e.g. 2026-11-23T10:00:00.123456Z."""
+    dt = datetime.fromtimestamp(us / 1_000_000, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+
+
+def http_date(us: int) -> str:
+    """An HTTP date (RFC 9110) for a microsecond timestamp, for Last-Modified."""
+    return format_datetime(datetime.fromtimestamp(us // 1_000_000, UTC), usegmt=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """One version of one resource as stored. ``content`` is the exact JSON served; None when
+    this version is a deletion."""
+
+    res_type: str
+    res_id: str
+    version: int
+    last_updated: int
+    deleted: bool
+    content: bytes | None
+    method: str = ""
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+    @property
+    def location(self) -> str:
+        return f"{self.res_type}/{self.res_id}/_history/{self.version}"
+
+    @property
+    def last_modified(self) -> str:
+        return http_date(self.last_updated)

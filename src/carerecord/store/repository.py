@@ -1,0 +1,288 @@
+"""The Repository: create, read, vread, update, delete and history of FHIR resources.
+
+http://hl7.org/fhir/R4/http.html. All writes happen inside a :class:`Unit` (one database
+transaction): a single REST write is a unit of one, a transaction Bundle or a bulk load is a
+unit of many, written with a few multi-row statements. A unit either commits whole or not at
+all, so a failure part-way never leaves half a record.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+
+from carerecord.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
+from carerecord.fhir.search_params import SearchParamRegistry, default_registry
+from carerecord.store import schema as s
+from carerecord.store.prepare import Prepared, check, prepare
+from carerecord.store.records import Stored, now_us
+
+_R, _V = s.resources, s.resource_versions
+_CURRENT = (
+    select(_R.c.rid, _R.c.version, _R.c.last_updated, _R.c.deleted, _V.c.content)
+    .join(_V, and_(_V.c.rid == _R.c.rid, _V.c.version == _R.c.version))
+)
+
+
+@dataclass(slots=True)
+class Current:
+    """The current-version row of a logical resource, as a writer needs it."""
+
+    rid: int
+    version: int
+    deleted: bool
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Unit:
+    """One database transaction of reads and writes. Obtain with :meth:`Repository.unit`."""
+
+    def __init__(self, repo: Repository, conn: Connection) -> None:
+        self.repo = repo
+        self.conn = conn
+        self.now = now_us()
+
+    # -- reads -------------------------------------------------------------------------------
+    def current(self, res_type: str, res_id: str, *, lock: bool = False) -> Current | None:
+        q = select(_R.c.rid, _R.c.version, _R.c.deleted).where(
+            _R.c.res_type == res_type, _R.c.res_id == res_id)
+        if lock and self.repo.is_postgres:
+            q = q.with_for_update()
+        row = self.conn.execute(q).first()
+        return Current(row.rid, row.version, row.deleted) if row else None
+
+    def currents(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Current]:
+        """Current rows for many (type, id) pairs in one query."""
+        out: dict[tuple[str, str], Current] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            q = select(_R.c.res_type, _R.c.res_id, _R.c.rid, _R.c.version, _R.c.deleted).where(
+                tuple_(_R.c.res_type, _R.c.res_id).in_(chunk))
+            if self.repo.is_postgres:
+                q = q.with_for_update()
+            for row in self.conn.execute(q):
+                out[(row.res_type, row.res_id)] = Current(row.rid, row.version, row.deleted)
+        return out
+
+    def read(self, res_type: str, res_id: str) -> Stored:
+        return self.repo.read(res_type, res_id, conn=self.conn)
+
+    # -- writes ------------------------------------------------------------------------------
+    def create(self, resource: dict[str, Any], res_id: str | None = None, *,
+               validated: bool = False) -> Stored:
+        """Create a new resource with a server-assigned id (or ``res_id`` if given by a
+        transaction that already allocated it). ``validated``: the caller already ran
+        :func:`~carerecord.store.prepare.check` on it."""
+        prepared = prepare(resource, res_id or new_id(), 1, self.now, self.repo.registry,
+                           validated=validated)
+        self.write([(prepared, None, "POST")])
+        return self._stored(prepared, "POST")
+
+    def update(self, res_type: str, res_id: str, resource: dict[str, Any], *,
+               if_match: int | None = None, current: Current | None = None,
+               found: bool = False, validated: bool = False) -> tuple[Stored, bool]:
+        """Update (or create with a client-chosen id). Returns (stored, created).
+
+        ``if_match`` is the version the client last saw: a different current version is a 412.
+        ``found`` means the caller already looked ``current`` up (None: not there)."""
+        if resource.get("resourceType") != res_type:
+            raise Invalid(f"resourceType {resource.get('resourceType')!r} does not match the URL "
+                          f"type {res_type}", "resourceType")
+        if resource.get("id") != res_id:
+            raise Invalid(f"Resource id {resource.get('id')!r} does not match the URL id {res_id!r}"
+                          if "id" in resource else "The resource must carry the id of the URL", "id")
+        cur = current if found else self.current(res_type, res_id, lock=True)
+        if if_match is not None and (cur is None or cur.version != if_match or cur.deleted):
+            have = "does not exist" if cur is None else f"is at version {cur.version}"
+            raise PreconditionFailed(f"If-Match version {if_match} is stale: {res_type}/{res_id} {have}")
+        version = cur.version + 1 if cur else 1
+        prepared = prepare(resource, res_id, version, self.now, self.repo.registry,
+                           validated=validated)
+        self.write([(prepared, cur, "PUT")])
+        return self._stored(prepared, "PUT"), cur is None or cur.deleted
+
+    def delete(self, res_type: str, res_id: str, *, if_match: int | None = None) -> Stored | None:
+        """Delete: a new version marked deleted, index rows removed, history kept. Deleting a
+        missing or already deleted resource is not an error (returns None)."""
+        cur = self.current(res_type, res_id, lock=True)
+        if if_match is not None and (cur is None or cur.version != if_match):
+            raise PreconditionFailed(f"If-Match version {if_match} is stale for {res_type}/{res_id}")
+        if cur is None or cur.deleted:
+            return None
+        self.delete_rows([(res_type, res_id, cur)])
+        return Stored(res_type, res_id, cur.version + 1, self.now, True, None, "DELETE")
+
+    def delete_rows(self, targets: Sequence[tuple[str, str, Current]]) -> None:
+        """Mark many existing resources deleted in a few statements."""
+        if not targets:
+            return
+        rids = [c.rid for _, _, c in targets]
+        self._drop_indexes(rids)
+        self.conn.execute(update(_R).where(_R.c.rid == bindparam("b_rid")).values(
+            version=bindparam("b_version"), last_updated=self.now, deleted=True, patient_id=None,
+            doc=None), [{"b_rid": c.rid, "b_version": c.version + 1} for _, _, c in targets])
+        self.conn.execute(insert(_V), [
+            {"rid": c.rid, "version": c.version + 1, "res_type": t, "last_updated": self.now,
+             "method": "DELETE", "deleted": True, "content": None} for t, _, c in targets])
+
+    def write(self, items: Sequence[tuple[Prepared, Current | None, str]]) -> None:
+        """Write prepared versions: new resources (current None) and new versions of existing
+        ones, in multi-row statements. Index rows are replaced, so only the current version
+        of a resource is ever found by search."""
+        if not items:
+            return
+        pg = self.repo.is_postgres
+        new = [p for p, cur, _ in items if cur is None]
+        old = [(p, cur) for p, cur, _ in items if cur is not None]
+        rids: list[int] = []
+        if new:
+            rows = [{"res_type": p.res_type, "res_id": p.res_id, "version": p.version,
+                     "last_updated": p.last_updated, "deleted": False,
+                     "patient_id": p.compartments[0] if p.compartments else None,
+                     "doc": p.resource if pg else None} for p in new]
+            try:
+                result = self.conn.execute(
+                    insert(_R).returning(_R.c.rid, sort_by_parameter_order=True), rows)
+            except IntegrityError as exc:
+                raise Conflict("A resource with this type and id already exists") from exc
+            rids = [r[0] for r in result]
+        if old:
+            self._drop_indexes([cur.rid for _, cur in old])
+            self.conn.execute(update(_R).where(_R.c.rid == bindparam("b_rid")).values(
+                version=bindparam("b_version"), last_updated=bindparam("b_lu"), deleted=False,
+                patient_id=bindparam("b_pid"), doc=bindparam("b_doc")), [
+                {"b_rid": cur.rid, "b_version": p.version, "b_lu": p.last_updated,
+                 "b_pid": p.compartments[0] if p.compartments else None,
+                 "b_doc": p.resource if pg else None} for p, cur in old])
+        pairs = list(zip(rids, new, strict=True)) + [(cur.rid, p) for p, cur in old]
+        methods = {id(p): m for p, _, m in items}
+        self._insert("resource_versions", ("rid", "version", "res_type", "last_updated", "method",
+                                           "deleted", "content"),
+                     [(rid, p.version, p.res_type, p.last_updated, methods[id(p)], False, p.content)
+                      for rid, p in pairs])
+        self._insert_indexes(pairs)
+
+    def _insert(self, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        """Multi-row INSERT through the driver's executemany: a constant statement with bound
+        parameters, without SQLAlchemy's per-row parameter processing (the hot load path)."""
+        if not rows:
+            return
+        mark = "?" if self.repo.paramstyle == "qmark" else "%s"
+        # Table and column names are constants of this module; values are bound parameters.
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"  # noqa: S608
+        self.conn.exec_driver_sql(sql, rows)
+
+    def _insert_indexes(self, pairs: list[tuple[int, Prepared]]) -> None:
+        key = s.param_key
+        string: list[tuple[Any, ...]] = []
+        token: list[tuple[Any, ...]] = []
+        date: list[tuple[Any, ...]] = []
+        number: list[tuple[Any, ...]] = []
+        quantity: list[tuple[Any, ...]] = []
+        reference: list[tuple[Any, ...]] = []
+        uri: list[tuple[Any, ...]] = []
+        comp: list[tuple[Any, ...]] = []
+        for rid, p in pairs:
+            t, rows = p.res_type, p.rows
+            string += [(rid, key(t, c), v, e) for c, v, e in rows.string]
+            token += [(rid, key(t, c), sy, co, tx) for c, sy, co, tx in rows.token]
+            date += [(rid, key(t, c), lo, hi) for c, lo, hi in rows.date]
+            number += [(rid, key(t, c), v, lo, hi) for c, v, lo, hi in rows.number]
+            quantity += [(rid, key(t, c), sy, co, v, lo, hi) for c, sy, co, v, lo, hi in rows.quantity]
+            reference += [(rid, key(t, c), rt, ri, u) for c, rt, ri, u in rows.reference]
+            uri += [(rid, key(t, c), v) for c, v in rows.uri]
+            comp += [(rid, pid) for pid in p.compartments]
+        self._insert("idx_string", ("rid", "pkey", "value", "exact"), string)
+        self._insert("idx_token", ("rid", "pkey", "system", "code", "text"), token)
+        self._insert("idx_date", ("rid", "pkey", "low", "high"), date)
+        self._insert("idx_number", ("rid", "pkey", "value", "low", "high"), number)
+        self._insert("idx_quantity", ("rid", "pkey", "system", "code", "value", "low", "high"), quantity)
+        self._insert("idx_reference", ("rid", "pkey", "ref_type", "ref_id", "url"), reference)
+        self._insert("idx_uri", ("rid", "pkey", "value"), uri)
+        self._insert("compartments", ("rid", "patient_id"), comp)
+
+    def _drop_indexes(self, rids: list[int]) -> None:
+        for start in range(0, len(rids), 500):
+            chunk = rids[start:start + 500]
+            for table in (*s.INDEX_TABLES.values(), s.compartments):
+                self.conn.execute(delete(table).where(table.c.rid.in_(chunk)))
+
+    def _stored(self, p: Prepared, method: str) -> Stored:
+        return Stored(p.res_type, p.res_id, p.version, p.last_updated, False, p.content, method)
+
+
+class Repository:
+    """Entry point of the store. Thread-safe; holds the engine and search parameter registry."""
+
+    def __init__(self, engine: Engine, registry: SearchParamRegistry | None = None) -> None:
+        self.engine = engine
+        self.registry = registry or default_registry()
+        self.is_postgres = engine.dialect.name == "postgresql"
+        self.paramstyle = engine.dialect.paramstyle
+
+    @contextmanager
+    def unit(self) -> Iterator[Unit]:
+        """A write transaction: commits when the block ends normally, rolls back on any error."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                yield Unit(self, conn)
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A read-only connection for a consistent series of reads."""
+        with self.engine.connect() as conn:
+            with conn.begin():
+                yield conn
+
+    # -- single-operation conveniences ---------------------------------------------------------
+    def create(self, resource: dict[str, Any]) -> Stored:
+        with self.unit() as u:
+            return u.create(resource)
+
+    def update(self, res_type: str, res_id: str, resource: dict[str, Any], *,
+               if_match: int | None = None) -> tuple[Stored, bool]:
+        check(resource)  # validate before taking the write lock
+        with self.unit() as u:
+            return u.update(res_type, res_id, resource, if_match=if_match, validated=True)
+
+    def delete(self, res_type: str, res_id: str, *, if_match: int | None = None) -> Stored | None:
+        with self.unit() as u:
+            return u.delete(res_type, res_id, if_match=if_match)
+
+    # -- reads ---------------------------------------------------------------------------------
+    def read(self, res_type: str, res_id: str, *, conn: Connection | None = None) -> Stored:
+        """The current version; NotFound if it never existed, Gone if deleted."""
+        q = _CURRENT.where(_R.c.res_type == res_type, _R.c.res_id == res_id)
+        if conn is None:
+            with self.engine.connect() as c:
+                row = c.execute(q).first()
+        else:
+            row = conn.execute(q).first()
+        if row is None:
+            raise NotFound(f"{res_type}/{res_id} is not known")
+        if row.deleted:
+            raise Gone(f"{res_type}/{res_id} was deleted")
+        return Stored(res_type, res_id, row.version, row.last_updated, False, row.content)
+
+    def vread(self, res_type: str, res_id: str, version: int) -> Stored:
+        """One version; NotFound if there is no such version, Gone if it is a deletion."""
+        q = (select(_V.c.version, _V.c.last_updated, _V.c.deleted, _V.c.content, _V.c.method)
+             .join(_R, _R.c.rid == _V.c.rid)
+             .where(_R.c.res_type == res_type, _R.c.res_id == res_id, _V.c.version == version))
+        with self.engine.connect() as c:
+            row = c.execute(q).first()
+        if row is None:
+            raise NotFound(f"{res_type}/{res_id} has no version {version}")
+        if row.deleted:
+            raise Gone(f"Version {version} of {res_type}/{res_id} is a deletion")
+        return Stored(res_type, res_id, row.version, row.last_updated, False, row.content, row.method)

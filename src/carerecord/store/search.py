@@ -1,0 +1,385 @@
+"""Search: compiling a parsed :class:`~carerecord.fhir.search_query.Query` to SQL and running it
+(http://hl7.org/fhir/R4/search.html).
+
+Every clause becomes a predicate on the ``resources`` row, mostly ``rid IN (SELECT rid FROM
+idx_<type> WHERE pkey = :key AND <value test>)``, which both SQLite and PostgreSQL answer from
+the (pkey, value) indexes. Chains and ``_has`` nest the same predicates. Pages are cut by a
+keyset cursor on ``rid`` (or an offset when ``_sort`` names other keys), so links stay valid
+while data changes. Included resources are fetched for the page only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    FromClause,
+    Select,
+    and_,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+    tuple_,
+)
+from sqlalchemy.orm import aliased
+
+from carerecord.errors import Invalid
+from carerecord.fhir import model
+from carerecord.fhir.indexing import normalize
+from carerecord.fhir.search_params import SearchParamRegistry
+from carerecord.fhir.search_query import ANY, Clause, Query, Value
+from carerecord.store import schema as s
+from carerecord.store.records import now_us
+
+_R, _V = s.resources, s.resource_versions
+_TABLE_OF_TYPE = {"string": s.idx_string, "token": s.idx_token, "date": s.idx_date,
+                  "number": s.idx_number, "quantity": s.idx_quantity,
+                  "reference": s.idx_reference, "uri": s.idx_uri}
+_TOP = "\U0010ffff"
+
+
+@dataclass(slots=True)
+class Hit:
+    rid: int
+    res_type: str
+    res_id: str
+    content: bytes
+    mode: str = "match"
+
+
+@dataclass(slots=True)
+class SearchResult:
+    matches: list[Hit]
+    included: list[Hit] = field(default_factory=list)
+    total: int | None = None
+    next_cursor: str | None = None
+    prev_cursor: str | None = None
+
+
+class Compiler:
+    """Turns clauses into SQL predicates for one registry."""
+
+    def __init__(self, registry: SearchParamRegistry) -> None:
+        self.registry = registry
+
+    def predicate(self, clause: Clause, res_type: str, r: FromClause) -> ColumnElement[bool]:
+        """A boolean SQL expression true for the rows of ``r`` (a resources alias) of type
+        ``res_type`` that satisfy ``clause``."""
+        if clause.has is not None:
+            return self._has(clause, res_type, r)
+        if clause.chain is not None:
+            return self._chain(clause, res_type, r)
+        if clause.param is None:
+            return self._special(clause, r)
+        code = clause.param.code
+        if self.registry.get(res_type, code) is None:
+            return false()
+        ptype = clause.param.type
+        table = _TABLE_OF_TYPE.get(ptype)
+        if table is None:
+            raise Invalid(f"Searching on {ptype} parameter {code!r} is not supported", clause.name)
+        if clause.modifier == "missing":
+            present = r.c.rid.in_(select(table.c.rid).where(table.c.pkey == s.param_key(res_type, code)))
+            return or_(*[not_(present) if v.text == "true" else present for v in clause.values])
+        if clause.modifier in ("identifier", "of-type"):
+            table, code = s.idx_token, f"{code}:{clause.modifier}"
+        key = s.param_key(res_type, code)
+        tests = [self._value(ptype, clause.modifier, v, table) for v in clause.values]
+        matched = r.c.rid.in_(select(table.c.rid).where(table.c.pkey == key, or_(*tests)))
+        return not_(matched) if clause.modifier == "not" else matched
+
+    # -- value tests, one per parameter type ---------------------------------------------------
+    def _value(self, ptype: str, mod: str | None, v: Value, t: FromClause) -> ColumnElement[bool]:
+        if mod == "identifier":
+            return _token(v, t)
+        if ptype == "token":
+            if mod == "text":
+                n = normalize(v.text)
+                return and_(t.c.text >= n, t.c.text < n + _TOP)
+            if mod == "of-type":
+                return and_(t.c.system == v.system, t.c.code == v.text)
+            if mod not in (None, "not"):
+                raise Invalid(f"Modifier :{mod} is not supported on token parameters", mod)
+            return _token(v, t)
+        if ptype == "string":
+            if mod == "exact":
+                return t.c.exact == v.text
+            n = normalize(v.text)
+            if mod == "contains":
+                esc = n.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                return t.c.value.like(f"%{esc}%", escape="\\")
+            if mod is not None:
+                raise Invalid(f"Modifier :{mod} is not supported on string parameters", mod)
+            return and_(t.c.value >= n, t.c.value < n + _TOP)
+        if ptype == "uri":
+            if mod == "below":
+                return and_(t.c.value >= v.text, t.c.value < v.text + _TOP)
+            if mod == "above":
+                return literal(v.text).like(t.c.value + "%")
+            return t.c.value == v.text
+        if ptype == "date":
+            return date_test(v, t.c.low, t.c.high)
+        if ptype == "number":
+            return number_test(v, t.c.value)
+        if ptype == "quantity":
+            unit: ColumnElement[bool] = true()
+            if v.system is None:
+                unit = and_(t.c.code == v.text, t.c.system.is_(None)) if v.text else true()
+            elif v.system != ANY:
+                unit = and_(t.c.system == v.system, t.c.code == v.text)
+            elif v.text:
+                unit = t.c.code == v.text
+            return and_(unit, number_test(v, t.c.value))
+        if ptype == "reference":
+            tests = []
+            if v.text:
+                same = t.c.ref_id == v.text
+                tests.append(and_(same, t.c.ref_type == v.ref_type) if v.ref_type else same)
+            if v.url:
+                tests.append(t.c.url == v.url)
+            return or_(*tests)
+        raise Invalid(f"Searching on {ptype} parameters is not supported", ptype)
+
+    def _special(self, clause: Clause, r: FromClause) -> ColumnElement[bool]:
+        if clause.name.startswith("_id"):
+            ids = r.c.res_id.in_([v.text for v in clause.values])
+            return not_(ids) if clause.modifier == "not" else ids
+        return or_(*[date_test(v, r.c.last_updated, r.c.last_updated) for v in clause.values])
+
+    def _chain(self, clause: Clause, res_type: str, r: FromClause) -> ColumnElement[bool]:
+        assert clause.param is not None and clause.chain is not None
+        ref = s.idx_reference
+        target = aliased(_R)
+        inner = or_(*[and_(target.c.res_type == t, self.predicate(clause.chain, t, target))
+                      for t in clause.chain_types])
+        found = select(target.c.res_type, target.c.res_id).where(target.c.deleted == false(), inner)
+        return r.c.rid.in_(select(ref.c.rid).where(
+            ref.c.pkey == s.param_key(res_type, clause.param.code),
+            tuple_(ref.c.ref_type, ref.c.ref_id).in_(found)))
+
+    def _has(self, clause: Clause, res_type: str, r: FromClause) -> ColumnElement[bool]:
+        assert clause.has is not None and clause.chain is not None
+        src, code = clause.has
+        ref = s.idx_reference
+        source = aliased(_R)
+        matching = select(source.c.rid).where(source.c.res_type == src,
+                                              self.predicate(clause.chain, src, source))
+        return r.c.res_id.in_(select(ref.c.ref_id).where(
+            ref.c.pkey == s.param_key(src, code), ref.c.ref_type == res_type, ref.c.rid.in_(matching)))
+
+
+def _token(v: Value, t: FromClause) -> ColumnElement[bool]:
+    if v.system == ANY:
+        return t.c.code == v.text
+    if v.system is None:
+        return and_(t.c.code == v.text, t.c.system.is_(None))
+    if not v.text:
+        return t.c.system == v.system
+    return and_(t.c.code == v.text, t.c.system == v.system)
+
+
+def date_test(v: Value, low: ColumnElement[int], high: ColumnElement[int]) -> ColumnElement[bool]:
+    """Range comparison of a stored [low, high] against the parameter's range by prefix."""
+    plo, phi = int(v.low), int(v.high)
+    inside = and_(low >= plo, high <= phi)
+    p = v.prefix
+    if p == "eq":
+        return inside
+    if p == "ne":
+        return or_(low < plo, high > phi)
+    if p == "gt":
+        return high > phi
+    if p == "lt":
+        return low < plo
+    if p == "ge":
+        return or_(high > phi, inside)
+    if p == "le":
+        return or_(low < plo, inside)
+    if p == "sa":
+        return low > phi
+    if p == "eb":
+        return high < plo
+    width = max(abs(now_us() - plo) // 10, 86400_000000)  # ap: 10% of the gap to now, >= 1 day
+    return and_(low <= phi + width, high >= plo - width)
+
+
+def number_test(v: Value, value: ColumnElement[float]) -> ColumnElement[bool]:
+    p, n = v.prefix, v.number
+    if p == "eq":
+        return and_(value >= v.low, value < v.high)
+    if p == "ne":
+        return or_(value < v.low, value >= v.high)
+    if p in ("gt", "sa"):
+        return value > n
+    if p in ("lt", "eb"):
+        return value < n
+    if p == "ge":
+        return value >= n
+    if p == "le":
+        return value <= n
+    spread = abs(n) * 0.1
+    return and_(value >= n - spread, value <= n + spread)
+
+
+class Searcher:
+    """Runs searches against one engine."""
+
+    def __init__(self, registry: SearchParamRegistry) -> None:
+        self.registry = registry
+        self.compiler = Compiler(registry)
+
+    def where(self, q: Query, r: FromClause = _R) -> list[ColumnElement[bool]]:
+        types = q.res_types or tuple(sorted(model.resource_types()))
+        conds: list[ColumnElement[bool]] = [r.c.deleted == false()]
+        if q.compartment is not None:
+            comp = s.compartments
+            conds.append(r.c.rid.in_(select(comp.c.rid).where(comp.c.patient_id == q.compartment)))
+        if len(types) == 1:
+            conds.append(r.c.res_type == types[0])
+            conds += [self.compiler.predicate(c, types[0], r) for c in q.clauses]
+        else:
+            if q.res_types:
+                conds.append(r.c.res_type.in_(types))
+            for c in q.clauses:
+                if c.param is None and c.chain is None and c.has is None:
+                    conds.append(self.compiler.predicate(c, types[0], r))
+                else:
+                    conds.append(or_(*[and_(r.c.res_type == t, self.compiler.predicate(c, t, r))
+                                       for t in types if self.registry.get(t, c.param.code
+                                                                           if c.param else "")]))
+        return conds
+
+    def matching_rids(self, q: Query) -> Select[tuple[int]]:
+        return select(_R.c.rid).where(*self.where(q))
+
+    def count(self, conn: Connection, q: Query) -> int:
+        return int(conn.execute(select(func.count()).select_from(_R).where(*self.where(q))).scalar_one())
+
+    def run(self, conn: Connection, q: Query, count: int) -> SearchResult:
+        conds = self.where(q)
+        base = (select(_R.c.rid, _R.c.res_type, _R.c.res_id, _V.c.content)
+                .join(_V, and_(_V.c.rid == _R.c.rid, _V.c.version == _R.c.version)))
+        cursor = q.cursor or ""
+        result = SearchResult([])
+        if q.sort and not all(k == "_id" for k, _ in q.sort):
+            offset = int(cursor[1:]) if cursor.startswith("o") and cursor[1:].isdigit() else 0
+            order = [self._sort_key(q, code, desc) for code, desc in q.sort] + [_R.c.rid]
+            rows = conn.execute(base.where(*conds).order_by(*order).offset(offset)
+                                .limit(count + 1)).all()
+            more = len(rows) > count
+            result.matches = [Hit(*row) for row in rows[:count]]
+            result.next_cursor = f"o{offset + count}" if more else None
+            result.prev_cursor = f"o{max(0, offset - count)}" if offset else None
+        else:
+            desc = bool(q.sort and q.sort[0][1])
+            forward = not cursor.startswith(("b", "last"))
+            if cursor[:1] in ("a", "b") and cursor[1:].isdigit():
+                pos = int(cursor[1:])
+                after = (cursor[0] == "a") != desc
+                conds.append(_R.c.rid > pos if after else _R.c.rid < pos)
+            ascending = forward != desc
+            order = _R.c.rid.asc() if ascending else _R.c.rid.desc()
+            rows = conn.execute(base.where(*conds).order_by(order).limit(count + 1)).all()
+            more = len(rows) > count
+            rows = rows[:count]
+            if not forward:
+                rows.reverse()
+            result.matches = [Hit(*row) for row in rows]
+            if rows:
+                first, last = rows[0].rid, rows[-1].rid
+                has_next = more if forward else bool(cursor.startswith("b"))
+                has_prev = bool(cursor) if forward else more
+                result.next_cursor = f"a{last}" if has_next else None
+                result.prev_cursor = f"b{first}" if has_prev else None
+        if q.total in ("accurate", "estimate") or q.summary == "count":
+            result.total = self.count(conn, q)
+        if q.include or q.revinclude:
+            result.included = self.includes(conn, q, result.matches)
+        return result
+
+    def _sort_key(self, q: Query, code: str, desc: bool) -> ColumnElement[object]:
+        if code == "_lastUpdated":
+            return _R.c.last_updated.desc() if desc else _R.c.last_updated.asc()
+        rtype = q.res_types[0] if q.res_types else "Resource"
+        sp = self.registry.get(rtype, code)
+        if sp is None or sp.type not in _TABLE_OF_TYPE:
+            raise Invalid(f"Cannot sort by {code!r}", "_sort")
+        t = _TABLE_OF_TYPE[sp.type]
+        col = {"string": "value", "token": "code", "date": "low", "number": "value",
+               "quantity": "value", "reference": "ref_id", "uri": "value"}[sp.type]
+        agg = func.max(t.c[col]) if desc else func.min(t.c[col])
+        sub = (select(agg).where(t.c.rid == _R.c.rid, t.c.pkey == s.param_key(rtype, code))
+               .scalar_subquery())
+        return sub.desc().nulls_last() if desc else sub.asc().nulls_last()
+
+    def includes(self, conn: Connection, q: Query, hits: list[Hit]) -> list[Hit]:
+        """_include and _revinclude (with :iterate, up to 4 rounds) for a page of matches."""
+        seen = {h.rid for h in hits}
+        out: list[Hit] = []
+        frontier = hits
+        for round_no in range(4):
+            found: list[Hit] = []
+            for src, code, target, iterate in q.include:
+                if round_no and not iterate:
+                    continue
+                rids = [h.rid for h in frontier if src in ("*", h.res_type)]
+                if rids:
+                    found += self._forward(conn, rids, src, code, target)
+            for src, code, _target, iterate in q.revinclude:
+                if round_no and not iterate:
+                    continue
+                keys = [(h.res_type, h.res_id) for h in frontier]
+                if keys:
+                    found += self._reverse(conn, keys, src, code)
+            fresh = []
+            for h in found:
+                if h.rid not in seen:
+                    seen.add(h.rid)
+                    h.mode = "include"
+                    fresh.append(h)
+            out += fresh
+            frontier = fresh
+            if not fresh:
+                break
+        return out
+
+    def _keys(self, src: str, code: str) -> list[int]:
+        types = [src] if src != "*" else sorted(model.resource_types())
+        keys = []
+        for t in types:
+            params = self.registry.for_type(t)
+            codes = [code] if code != "*" else [c for c, p in params.items() if p.type == "reference"]
+            keys += [s.param_key(t, c) for c in codes if c in params]
+        return keys
+
+    def _forward(self, conn: Connection, rids: list[int], src: str, code: str,
+                 target: str | None) -> list[Hit]:
+        ref = s.idx_reference
+        r2 = aliased(_R)
+        v2 = aliased(_V)
+        q = (select(r2.c.rid, r2.c.res_type, r2.c.res_id, v2.c.content)
+             .select_from(ref)
+             .join(r2, and_(r2.c.res_type == ref.c.ref_type, r2.c.res_id == ref.c.ref_id))
+             .join(v2, and_(v2.c.rid == r2.c.rid, v2.c.version == r2.c.version))
+             .where(ref.c.rid.in_(rids), ref.c.pkey.in_(self._keys(src, code)),
+                    r2.c.deleted == false()))
+        if target:
+            q = q.where(ref.c.ref_type == target)
+        return [Hit(*row) for row in conn.execute(q.distinct())]
+
+    def _reverse(self, conn: Connection, keys: list[tuple[str, str]], src: str,
+                 code: str) -> list[Hit]:
+        ref = s.idx_reference
+        q = (select(_R.c.rid, _R.c.res_type, _R.c.res_id, _V.c.content)
+             .select_from(ref)
+             .join(_R, _R.c.rid == ref.c.rid)
+             .join(_V, and_(_V.c.rid == _R.c.rid, _V.c.version == _R.c.version))
+             .where(ref.c.pkey.in_(self._keys(src, code)),
+                    tuple_(ref.c.ref_type, ref.c.ref_id).in_(keys)))
+        return [Hit(*row) for row in conn.execute(q.distinct())]

@@ -1,0 +1,105 @@
+"""`carerecord load` and `check` as a user runs them: real subprocesses on a real database."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import Engine, func, select
+
+from carerecord.store import schema
+from tests.conftest import shared_data, wipe
+
+SCALE = os.environ.get("CARERECORD_SLOW_SCALE", "full")
+
+
+def cli(database_url: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "carerecord.cli", *args, "--database", database_url],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def live_counts(engine: Engine) -> Counter[str]:
+    r = schema.resources
+    with engine.connect() as c:
+        rows = c.execute(select(r.c.res_type, func.count()).where(r.c.deleted.is_(False))
+                         .group_by(r.c.res_type)).all()
+    return Counter({t: n for t, n in rows})
+
+
+def test_all_synthea_bundles_load_with_nothing_rejected(engine: Engine, database_url: str) -> None:
+    folder = shared_data("synthea-r4")
+    wipe(engine)
+    expected: Counter[str] = Counter()
+    for f in folder.rglob("*.json.gz"):  # the 149 patients and the shared _aux bundles
+        for e in orjson.loads(gzip.open(f).read())["entry"]:
+            expected[e["resource"]["resourceType"]] += 1
+    done = cli(database_url, "load", str(folder))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Rejected" not in done.stderr
+    assert f"Loaded {sum(expected.values())} resources" in done.stdout
+    assert live_counts(engine) == expected
+    checked = cli(database_url, "check")
+    assert checked.returncode == 0 and "OK: no problems found" in checked.stdout, checked.stdout
+
+
+def test_load_reports_what_it_rejected_and_why(engine: Engine, database_url: str, tmp_path: Path) -> None:
+    wipe(engine)
+    good = {"resourceType": "Patient", "id": "p1", "name": [{"family": "Good"}]}
+    bad = {"resourceType": "Patient", "id": "p2", "birthDate": "1999-02-31"}
+    (tmp_path / "people.ndjson").write_bytes(orjson.dumps(good) + b"\n" + orjson.dumps(bad) + b"\n{oops\n")
+    done = cli(database_url, "load", str(tmp_path))
+    assert done.returncode == 1
+    assert "people.ndjson:2" in done.stderr and "birthDate" in done.stderr
+    assert "people.ndjson:3: not valid JSON" in done.stderr
+    assert live_counts(engine) == Counter({"Patient": 1})
+
+
+def test_load_reads_gzip_ndjson_and_single_resources(engine: Engine, database_url: str, tmp_path: Path) -> None:
+    wipe(engine)
+    lines = b"".join(orjson.dumps({"resourceType": "Organization", "id": f"o{i}", "name": f"Org {i}"}) + b"\n"
+                     for i in range(30))
+    (tmp_path / "orgs.ndjson.gz").write_bytes(gzip.compress(lines))
+    (tmp_path / "one.json").write_bytes(orjson.dumps({"resourceType": "Patient", "name": [{"family": "X"}]}))
+    done = cli(database_url, "load", str(tmp_path / "orgs.ndjson.gz"), str(tmp_path / "one.json"))
+    assert done.returncode == 0, done.stderr
+    assert live_counts(engine) == Counter({"Organization": 30, "Patient": 1})
+
+
+def test_a_load_killed_mid_way_leaves_only_whole_bundles(engine: Engine, database_url: str) -> None:
+    """SIGKILL during a load: every bundle is all or nothing, and `check` finds no problem."""
+    folder = shared_data("synthea-r4")
+    wipe(engine)
+    files = sorted(folder.glob("*.json.gz"))[: 12 if SCALE == "ci" else 40]
+    sizes = {}
+    for f in files:
+        doc = orjson.loads(gzip.open(f).read())
+        pat = next(e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == "Patient")
+        sizes[pat["name"][0]["family"] + pat["birthDate"]] = len(doc["entry"])
+    proc = subprocess.Popen([sys.executable, "-m", "carerecord.cli", "load", *map(str, files),
+                             "--database", database_url], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while live_counts(engine).total() < 1000 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    total = live_counts(engine).total()
+    loaded_patients = live_counts(engine)["Patient"]
+    assert 0 < loaded_patients
+    expected = 0
+    with engine.connect() as c:
+        for content in c.execute(select(schema.resource_versions.c.content)
+                                 .where(schema.resource_versions.c.res_type == "Patient")).scalars():
+            pat = orjson.loads(content)
+            expected += sizes[pat["name"][0]["family"] + pat["birthDate"]]
+    assert total == expected, "a bundle was partly written"
+    checked = cli(database_url, "check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
