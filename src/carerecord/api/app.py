@@ -1,0 +1,154 @@
+"""The Starlette application: routes of the FHIR REST API under ``/fhir`` and the mapping of
+every error to an OperationOutcome (http://hl7.org/fhir/R4/http.html).
+
+``create_app(settings)`` builds it for a database that is already migrated (the CLI migrates
+before serving, so several workers never race to do it)."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from carerecord.api import rest
+from carerecord.api.capability import capability_statement
+from carerecord.api.context import Context
+from carerecord.api.http import JSON, error_response, fhir_response, internal_error, response_format
+from carerecord.api.validate import validate_operation
+from carerecord.config import Settings
+from carerecord.errors import FhirError, MethodNotAllowed, NotAcceptable, NotFound
+from carerecord.store.engine import make_engine
+from carerecord.store.interactions import Interactions
+from carerecord.store.records import iso_instant, now_us
+from carerecord.store.repository import Repository
+from carerecord.store.search import Searcher
+from carerecord.store.transaction import TransactionProcessor
+
+log = logging.getLogger("carerecord.api")
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _media(request: Request) -> str:
+    try:
+        return response_format(request)
+    except NotAcceptable:
+        return JSON
+
+
+def _allowed(request: Request) -> str:
+    """The methods the routes of this path answer (for the Allow header of a 405), in route
+    order up to the first catch-all that turns every other method away."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.path_regex.match(request.url.path):
+            if route.endpoint is _not_allowed:
+                break
+            methods |= route.methods or set()
+    return ", ".join(sorted(methods))
+
+
+async def _fhir_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, FhirError)
+    response = error_response(exc, _media(request))
+    if isinstance(exc, MethodNotAllowed):
+        response.headers["Allow"] = _allowed(request)
+    return response
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return await _fhir_error(request, MethodNotAllowed(
+            f"{request.method} is not allowed on {request.url.path}"))
+    if exc.status_code == 404:
+        err: FhirError = NotFound(f"There is nothing at {request.url.path}")
+    else:
+        err = FhirError(exc.detail or "HTTP error")
+        err.status = exc.status_code  # type: ignore[misc]
+    return error_response(err, _media(request))
+
+
+async def _not_allowed(request: Request) -> Response:
+    raise MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+
+
+def _only(path: str, endpoint: object, methods: list[str]) -> list[Route]:
+    """``path`` answered by ``endpoint`` for ``methods`` and with a 405 for any other method,
+    so that e.g. PUT /fhir/metadata is not taken for a conditional update of a type
+    "metadata", nor DELETE /fhir/Patient/_history for a delete of Patient/_history."""
+    others = [m for m in _METHODS if m not in methods and not (m == "HEAD" and "GET" in methods)]
+    return [Route(path, endpoint, methods=methods),  # type: ignore[arg-type]
+            Route(path, _not_allowed, methods=others)]
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    return internal_error(request, exc)
+
+
+async def metadata(request: Request) -> Response:
+    return fhir_response(request.app.state.capability, media=response_format(request))
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def root(request: Request) -> Response:
+    return RedirectResponse("/fhir/metadata")
+
+
+def routes() -> list[Route]:
+    r = rest
+    t, i = "{type}", "{id}"
+    return [
+        Route("/", root),
+        Route("/healthz", health),
+        *_only("/fhir/metadata", metadata, ["GET"]),
+        *_only("/fhir/_history", r.history_system, ["GET"]),
+        *_only("/fhir/_search", r.search_system, ["POST"]),
+        Route("/fhir", r.search_system, methods=["GET"]),
+        Route("/fhir", r.transaction, methods=["POST"]),
+        Route("/fhir/", r.transaction, methods=["POST"]),
+        *_only(f"/fhir/{t}/_history", r.history_type, ["GET"]),
+        *_only(f"/fhir/{t}/_search", r.search_type, ["POST"]),
+        *_only(f"/fhir/{t}/$validate", validate_operation, ["POST"]),
+        *_only(f"/fhir/{t}/{i}/_history", r.history_instance, ["GET"]),
+        Route(f"/fhir/{t}/{i}/_history/{{vid}}", r.vread, methods=["GET"]),
+        *_only(f"/fhir/{t}/{i}/$validate", validate_operation, ["POST"]),
+        Route("/fhir/{comp}/{id}/{type}", r.search_compartment, methods=["GET"]),
+        Route(f"/fhir/{t}/{i}", r.read, methods=["GET", "HEAD"]),
+        Route(f"/fhir/{t}/{i}", r.update, methods=["PUT"]),
+        Route(f"/fhir/{t}/{i}", r.delete, methods=["DELETE"]),
+        Route(f"/fhir/{t}/{i}", r.patch, methods=["PATCH"]),
+        Route(f"/fhir/{t}", r.search_type, methods=["GET"]),
+        Route(f"/fhir/{t}", r.create, methods=["POST"]),
+        Route(f"/fhir/{t}", r.conditional_update, methods=["PUT"]),
+        Route(f"/fhir/{t}", r.conditional_delete, methods=["DELETE"]),
+        Route(f"/fhir/{t}", r.patch, methods=["PATCH"]),
+    ]
+
+
+def create_app(settings: Settings | None = None, repo: Repository | None = None) -> Starlette:
+    """The ASGI application for ``settings`` (or an existing repository, in tests)."""
+    settings = settings or Settings()
+    if repo is None:
+        repo = Repository(make_engine(settings.database_url()))
+    base = settings.fhir_base()
+    interactions = Interactions(repo, base)
+    ctx = Context(settings, repo, interactions, Searcher(repo.registry), None, base)  # type: ignore[arg-type]
+    ctx.processor = TransactionProcessor(interactions, rest.get_in_bundle(ctx))  # type: ignore[arg-type]
+    app = Starlette(routes=routes(), exception_handlers={
+        FhirError: _fhir_error, HTTPException: _http_error, Exception: _unexpected})
+    app.state.ctx = ctx
+    app.state.capability = capability_statement(repo.registry, base, date=iso_instant(now_us()))
+    return app
+
+
+def app_from_env() -> Starlette:
+    """Factory for ``uvicorn --factory`` (used with several workers): settings from the
+    environment, which the CLI sets."""
+    return create_app(Settings())

@@ -1,0 +1,93 @@
+"""Searchset and history Bundles with paging links (http://hl7.org/fhir/R4/search.html#paging,
+http://hl7.org/fhir/R4/http.html#history).
+
+Links carry an opaque ``_cursor`` (a keyset position), never an offset into a moving result,
+so next/previous/first/last stay correct while data changes."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+
+from carerecord.errors import Issue
+from carerecord.fhir import bundle as fb
+from carerecord.fhir.outcome import outcome
+from carerecord.fhir.search_query import Query
+from carerecord.store.history import HistoryPage
+from carerecord.store.records import iso_instant, now_us
+from carerecord.store.search import Hit, SearchResult
+
+_SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+              "code": "SUBSETTED", "display": "Resource encoded in summary mode"}
+
+
+def page_url(path: str, params: list[tuple[str, str]], cursor: str | None) -> str:
+    kept = [(k, v) for k, v in params if k != "_cursor"]
+    if cursor:
+        kept.append(("_cursor", cursor))
+    return f"{path}?{urlencode(kept)}" if kept else path
+
+
+def _subset(content: bytes, q: Query) -> bytes:
+    """Apply _elements or _summary=text/data to one resource (parses it: only when asked)."""
+    doc: dict[str, Any] = orjson.loads(content)
+    keep = {"resourceType", "id", "meta"}
+    if q.elements:
+        out = {k: v for k, v in doc.items() if k in keep or k in q.elements
+               or k.lstrip("_") in q.elements}
+    elif q.summary == "text":
+        out = {k: v for k, v in doc.items() if k in keep or k == "text"}
+    elif q.summary == "data":
+        out = {k: v for k, v in doc.items() if k != "text"}
+    else:
+        return content
+    meta = dict(out.get("meta") or {})
+    meta["tag"] = [*meta.get("tag", []), _SUBSETTED]
+    out["meta"] = meta
+    return orjson.dumps(out)
+
+
+def searchset(base: str, path: str, params: list[tuple[str, str]], q: Query, result: SearchResult,
+              warnings: list[Issue]) -> bytes:
+    """The searchset Bundle of one page."""
+    links = [("self", page_url(path, params, q.cursor))]
+    if q.summary != "count":
+        links.append(("first", page_url(path, params, None)))
+        if result.prev_cursor:
+            links.append(("previous", page_url(path, params, result.prev_cursor)))
+        if result.next_cursor:
+            links.append(("next", page_url(path, params, result.next_cursor)))
+        if not q.sort or all(k == "_id" for k, _ in q.sort):
+            links.append(("last", page_url(path, params, "last")))
+    entries: list[dict[str, Any]] = []
+    if q.summary != "count":
+        subset = bool(q.elements) or q.summary in ("text", "data")
+        for hit in [*result.matches, *result.included]:
+            entries.append(_entry(base, hit, _subset(hit.content, q) if subset else hit.content))
+    if warnings:
+        entries.append({"resource": outcome(warnings), "search": {"mode": "outcome"}})
+    return fb.bundle("searchset", entries, total=result.total, links=links,
+                     timestamp=iso_instant(now_us()))
+
+
+def _entry(base: str, hit: Hit, content: bytes) -> dict[str, Any]:
+    return fb.entry(f"{base}/{hit.res_type}/{hit.res_id}", content, search={"mode": hit.mode})
+
+
+def history_bundle(base: str, path: str, params: list[tuple[str, str]], page: HistoryPage) -> bytes:
+    links = [("self", page_url(path, params, None))]
+    if page.next_cursor:
+        links.append(("next", page_url(path, params, ".".join(map(str, page.next_cursor)))))
+    entries = []
+    for st in page.entries:
+        method = st.method or ("DELETE" if st.deleted else "PUT")
+        url = st.res_type if method == "POST" else f"{st.res_type}/{st.res_id}"
+        status = "204 No Content" if st.deleted else ("201 Created" if st.version == 1 else "200 OK")
+        entries.append(fb.entry(f"{base}/{st.res_type}/{st.res_id}", st.content,
+                                request={"method": method, "url": url},
+                                response={"status": status, "etag": st.etag,
+                                          "lastModified": iso_instant(st.last_updated)}))
+    return fb.bundle("history", entries, total=page.total, links=links,
+                     timestamp=iso_instant(now_us()))

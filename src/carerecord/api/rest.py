@@ -1,0 +1,366 @@
+"""Handlers of the instance and type level interactions (http://hl7.org/fhir/R4/http.html):
+read, vread, create, update, patch, delete, search, history, and the whole-system ones.
+
+Each handler turns the request into a store call and the result into a response; FHIR
+semantics live in ``carerecord.store.interactions``."""
+
+from __future__ import annotations
+
+from email.utils import parsedate_to_datetime
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from carerecord.api import bundles
+from carerecord.api.context import Context
+from carerecord.api.http import (
+    JSON,
+    etag_version,
+    fhir_response,
+    parse_json,
+    prefer,
+    read_body,
+    response_format,
+)
+from carerecord.errors import Gone, Invalid, Issue, NotFound, UnsupportedMediaType
+from carerecord.fhir.dates import date_range
+from carerecord.fhir.outcome import information
+from carerecord.fhir.search_query import parse, parse_int
+from carerecord.store.history import history
+from carerecord.store.interactions import Result, check_type
+from carerecord.store.records import Stored
+from carerecord.store.repository import Unit
+
+
+def ctx(request: Request) -> Context:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+def _headers(st: Stored, base: str, *, location: bool = False) -> dict[str, str]:
+    h = {"ETag": st.etag, "Last-Modified": st.last_modified}
+    if location:
+        h["Location"] = f"{base}/{st.location}"
+    return h
+
+
+def _write_response(request: Request, c: Context, r: Result, media: str) -> Response:
+    """Answer a write per Prefer: return=minimal | representation (default) | OperationOutcome."""
+    if r.stored is None or r.stored.content is None:
+        if r.issues:
+            return fhir_response({"resourceType": "OperationOutcome",
+                                  "issue": [i.to_json() for i in r.issues]}, 200, media=media)
+        return Response(status_code=204)
+    headers = _headers(r.stored, c.base, location=r.status == 201 or request.method == "PUT")
+    mode = prefer(request, "return")
+    if mode == "minimal":
+        return Response(status_code=r.status, headers=headers)
+    if mode == "operationoutcome":
+        return fhir_response(information(f"{r.stored.res_type}/{r.stored.res_id} version "
+                                         f"{r.stored.version} written"), r.status,
+                             media=media, headers=headers)
+    return fhir_response(r.stored.content, r.status, media=media, headers=headers)
+
+
+def _not_modified(request: Request, st: Stored) -> bool:
+    inm = request.headers.get("if-none-match")
+    if inm:
+        return any(tag.strip() in (st.etag, f'"{st.version}"', "*") for tag in inm.split(","))
+    ims = request.headers.get("if-modified-since")
+    if ims:
+        try:
+            since = parsedate_to_datetime(ims).timestamp()
+        except (TypeError, ValueError):
+            return False
+        return st.last_updated // 1_000_000 <= since
+    return False
+
+
+# -- instance level ------------------------------------------------------------------------------
+async def read(request: Request) -> Response:
+    c = ctx(request)
+    media = response_format(request)
+    t, i = request.path_params["type"], request.path_params["id"]
+    check_type(t)
+    st = c.repo.read(t, i)
+    if _not_modified(request, st):
+        return Response(status_code=304, headers=_headers(st, c.base))
+    assert st.content is not None
+    if request.query_params.get("_summary") or request.query_params.get("_elements"):
+        q = parse((t,), [(k, v) for k, v in request.query_params.multi_items()
+                         if k in ("_summary", "_elements")], c.repo.registry)
+        return fhir_response(bundles._subset(st.content, q), media=media, headers=_headers(st, c.base))
+    return fhir_response(st.content, media=media, headers=_headers(st, c.base))
+
+
+async def vread(request: Request) -> Response:
+    c = ctx(request)
+    media = response_format(request)
+    t, i, v = request.path_params["type"], request.path_params["id"], request.path_params["vid"]
+    check_type(t)
+    if not v.isdigit():
+        raise NotFound(f"{t}/{i} has no version {v!r}")
+    st = c.repo.vread(t, i, int(v))
+    assert st.content is not None
+    return fhir_response(st.content, media=media, headers=_headers(st, c.base))
+
+
+async def update(request: Request) -> Response:
+    c = ctx(request)
+    media = response_format(request)
+    t, i = request.path_params["type"], request.path_params["id"]
+    check_type(t)
+    body = await read_body(request)
+    if_match = etag_version(request.headers.get("if-match"), "If-Match")
+    with c.repo.unit() as unit:
+        r = c.interactions.update(unit, t, i, body, if_match)
+    return _write_response(request, c, r, media)
+
+
+async def delete(request: Request) -> Response:
+    c = ctx(request)
+    t, i = request.path_params["type"], request.path_params["id"]
+    check_type(t)
+    if_match = etag_version(request.headers.get("if-match"), "If-Match")
+    with c.repo.unit() as unit:
+        r = c.interactions.delete(unit, t, i, if_match)
+    headers = {"ETag": f'W/"{r.stored.version}"'} if r.stored else None
+    return Response(status_code=204, headers=headers)
+
+
+async def patch(request: Request) -> Response:
+    c = ctx(request)
+    media = response_format(request)
+    t = request.path_params["type"]
+    check_type(t)
+    kind, body = await _patch_body(request)
+    if_match = etag_version(request.headers.get("if-match"), "If-Match")
+    with c.repo.unit() as unit:
+        i = request.path_params.get("id") or _single_match(c, unit, t, request.url.query)
+        r = c.interactions.patch(unit, t, i, kind, body, if_match)
+    return _write_response(request, c, r, media)
+
+
+async def _patch_body(request: Request) -> tuple[str, object]:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    raw = await request.body()
+    if ctype == "application/json-patch+json":
+        try:
+            return "json", orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise Invalid(f"The JSON Patch body is not valid JSON: {exc}") from None
+    if ctype in ("application/fhir+json", "application/json", "application/fhir+xml",
+                 "application/xml"):
+        doc = await read_body(request)
+        if doc.get("resourceType") != "Parameters":
+            raise Invalid("A FHIRPath Patch body must be a Parameters resource", "resourceType")
+        return "fhirpath", doc
+    raise UnsupportedMediaType(f"PATCH takes application/json-patch+json or a FHIRPath Patch "
+                               f"Parameters resource, not {ctype!r}")
+
+
+def _single_match(c: Context, unit: Unit, t: str, query: str) -> str:
+    hits = c.interactions.find(unit.conn, t, query)
+    if len(hits) != 1:
+        from carerecord.errors import PreconditionFailed
+
+        if hits:
+            raise PreconditionFailed(f"Conditional patch matched {len(hits)} {t} resources")
+        raise NotFound(f"No {t} matches the conditional patch criteria")
+    return hits[0].res_id
+
+
+# -- type level ----------------------------------------------------------------------------------
+async def create(request: Request) -> Response:
+    c = ctx(request)
+    media = response_format(request)
+    t = request.path_params["type"]
+    check_type(t)
+    body = await read_body(request)
+    with c.repo.unit() as unit:
+        r = c.interactions.create(unit, body, t, request.headers.get("if-none-exist"))
+    return _write_response(request, c, r, media)
+
+
+async def conditional_update(request: Request) -> Response:
+    c = ctx(request)
+    media = response_format(request)
+    t = request.path_params["type"]
+    check_type(t)
+    body = await read_body(request)
+    if_match = etag_version(request.headers.get("if-match"), "If-Match")
+    with c.repo.unit() as unit:
+        r = c.interactions.conditional_update(unit, t, request.url.query, body, if_match)
+    return _write_response(request, c, r, media)
+
+
+async def conditional_delete(request: Request) -> Response:
+    c = ctx(request)
+    t = request.path_params["type"]
+    check_type(t)
+    with c.repo.unit() as unit:
+        r = c.interactions.conditional_delete(unit, t, request.url.query)
+    return _write_response(request, c, r, response_format(request))
+
+
+async def search_type(request: Request) -> Response:
+    t = request.path_params["type"]
+    check_type(t)
+    params = await _search_params(request)
+    return run_search(request, (t,), params, f"{ctx(request).base}/{t}")
+
+
+async def search_compartment(request: Request) -> Response:
+    c = ctx(request)
+    pid, t = request.path_params["id"], request.path_params["type"]
+    if request.path_params["comp"] != "Patient":
+        raise NotFound("Only Patient compartments can be searched")
+    check_type(t)
+    c.repo.read("Patient", pid)  # 404/410 for an unknown patient
+    params = await _search_params(request)
+    return run_search(request, (t,), params, f"{c.base}/Patient/{pid}/{t}", compartment=pid)
+
+
+async def search_system(request: Request) -> Response:
+    params = await _search_params(request)
+    types: tuple[str, ...] = ()
+    kept = []
+    for k, v in params:
+        if k == "_type":
+            types += tuple(x for x in v.split(",") if x)
+        else:
+            kept.append((k, v))
+    for t in types:
+        check_type(t)
+    return run_search(request, types, params, ctx(request).base, kept=kept)
+
+
+async def _search_params(request: Request) -> list[tuple[str, str]]:
+    params = list(request.query_params.multi_items())
+    if request.method == "POST":
+        ctype = request.headers.get("content-type", "").split(";")[0].strip()
+        if ctype != "application/x-www-form-urlencoded":
+            raise UnsupportedMediaType("POST _search takes application/x-www-form-urlencoded")
+        form = await request.form()
+        params += [(k, str(v)) for k, v in form.multi_items()]
+    return params
+
+
+def run_search(request: Request, types: tuple[str, ...], params: list[tuple[str, str]], path: str,
+               *, compartment: str | None = None, kept: list[tuple[str, str]] | None = None) -> Response:
+    c = ctx(request)
+    media = response_format(request)
+    q = parse(types, kept if kept is not None else params, c.repo.registry)
+    q.compartment = compartment
+    warnings: list[Issue] = []
+    if q.unknown:
+        msg = f"Unknown or unsupported search parameter(s) ignored: {', '.join(q.unknown)}"
+        if prefer(request, "handling") == "strict":
+            raise Invalid(msg.replace(" ignored", ""), q.unknown[0])
+        warnings.append(Issue("warning", "not-supported", msg, tuple(q.unknown)))
+    count = min(q.count if q.count is not None else c.settings.default_page_size,
+                c.settings.max_page_size)
+    with c.repo.reading() as conn:
+        result = c.searcher.run(conn, q, count)
+    body = bundles.searchset(c.base, path, params, q, result, warnings)
+    return fhir_response(body, media=media)
+
+
+# -- history ---------------------------------------------------------------------------------------
+def _history_args(request: Request) -> dict[str, object]:
+    qp = request.query_params
+    out: dict[str, object] = {}
+    count = parse_int(qp["_count"], "_count", 1) if "_count" in qp else ctx(request).settings.default_page_size
+    out["count"] = min(count, ctx(request).settings.max_page_size)
+    try:
+        if "_since" in qp:
+            out["since"] = date_range(qp["_since"])[0]
+        if "_at" in qp:
+            out["at"] = date_range(qp["_at"])
+    except ValueError as exc:
+        raise Invalid(f"Bad history date: {exc}", "_since" if "_since" in qp else "_at") from None
+    if "_cursor" in qp:
+        parts = qp["_cursor"].split(".")
+        if len(parts) != 3 or not all(p.lstrip("-").isdigit() for p in parts):
+            raise Invalid("Bad _cursor", "_cursor")
+        out["cursor"] = tuple(int(p) for p in parts)
+    return out
+
+
+async def history_instance(request: Request) -> Response:
+    c = ctx(request)
+    t, i = request.path_params["type"], request.path_params["id"]
+    check_type(t)
+    page = history(c.repo.engine, t, i, **_history_args(request))  # type: ignore[arg-type]
+    return _history_response(request, page, f"{c.base}/{t}/{i}/_history")
+
+
+async def history_type(request: Request) -> Response:
+    c = ctx(request)
+    t = request.path_params["type"]
+    check_type(t)
+    page = history(c.repo.engine, t, **_history_args(request))  # type: ignore[arg-type]
+    return _history_response(request, page, f"{c.base}/{t}/_history")
+
+
+async def history_system(request: Request) -> Response:
+    c = ctx(request)
+    page = history(c.repo.engine, **_history_args(request))  # type: ignore[arg-type]
+    return _history_response(request, page, f"{c.base}/_history")
+
+
+def _history_response(request: Request, page: object, path: str) -> Response:
+    c = ctx(request)
+    body = bundles.history_bundle(c.base, path, list(request.query_params.multi_items()), page)  # type: ignore[arg-type]
+    return fhir_response(body, media=response_format(request))
+
+
+# -- whole system ------------------------------------------------------------------------------------
+async def transaction(request: Request) -> Response:
+    c = ctx(request)
+    media = response_format(request)
+    body = await read_body(request)
+    out = c.processor.process(body, return_resources=prefer(request, "return") != "minimal")
+    return fhir_response(out, media=media)
+
+
+def get_in_bundle(c: Context) -> object:
+    """Answer a GET entry of a transaction or batch: read, vread or search on the unit."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    def handler(unit: Unit, url: str) -> tuple[int, bytes]:
+        parts = urlsplit(url)
+        segs = [p for p in parts.path.split("/") if p]
+        if not segs:
+            raise Invalid(f"Cannot GET {url!r} in a Bundle")
+        check_type(segs[0])
+        if len(segs) == 2 and not parts.query:
+            st = unit.read(segs[0], segs[1])
+            assert st.content is not None
+            return 200, st.content
+        if len(segs) == 4 and segs[2] == "_history" and segs[3].isdigit():
+            st = _vread_in(unit, segs[0], segs[1], int(segs[3]))
+            assert st.content is not None
+            return 200, st.content
+        if len(segs) == 1:
+            params = parse_qsl(parts.query, keep_blank_values=True)
+            q = parse((segs[0],), params, c.repo.registry)
+            result = c.searcher.run(unit.conn, q, q.count or c.settings.default_page_size)
+            return 200, bundles.searchset(c.base, f"{c.base}/{segs[0]}", params, q, result, [])
+        raise Invalid(f"Cannot GET {url!r} in a Bundle")
+
+    def _vread_in(unit: Unit, t: str, i: str, version: int) -> Stored:
+        """A version as the unit sees it: the current one may have been written by this very
+        transaction, which ``Repository.vread`` (on a connection of its own) cannot see yet."""
+        try:
+            current = unit.read(t, i)
+        except (NotFound, Gone):
+            current = None
+        if current is not None and current.version == version:
+            return current
+        return c.repo.vread(t, i, version)
+
+    return handler
+
+
+__all__ = ["JSON", "parse_json"]

@@ -1,0 +1,200 @@
+"""The ``carerecord`` command: serve, demo, load, migrate, check.
+
+Settings come from flags, then ``CARERECORD_*`` environment variables, then the config file
+(``CARERECORD_CONFIG`` or ./carerecord.toml), then defaults (an SQLite file in the data folder).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from carerecord.config import Settings
+
+
+def _settings(**flags: Any) -> Settings:
+    return Settings(**{k: v for k, v in flags.items() if v is not None})
+
+
+def _export(settings: Settings) -> None:
+    """Pass the effective settings to uvicorn worker processes through the environment."""
+    os.environ["CARERECORD_DATABASE"] = settings.database_url()
+    os.environ["CARERECORD_HOST"] = settings.host
+    os.environ["CARERECORD_PORT"] = str(settings.port)
+    os.environ["CARERECORD_DATA_DIR"] = str(settings.data_dir)
+    if settings.base_url:
+        os.environ["CARERECORD_BASE_URL"] = settings.base_url
+
+
+def _open(settings: Settings) -> Any:
+    from carerecord.store.engine import make_engine, migrate
+    from carerecord.store.repository import Repository
+
+    engine = make_engine(settings.database_url())
+    migrate(engine)
+    return Repository(engine)
+
+
+db_option = click.option("--database", help="SQLAlchemy URL (default: SQLite file in the data folder)")
+dir_option = click.option("--data-dir", type=click.Path(path_type=Path), help="Data folder")
+
+
+@click.group()
+@click.version_option(package_name="carerecord")
+def main() -> None:
+    """carerecord: an integrated health and social care record (FHIR R4, UK Core)."""
+
+
+@main.command()
+@click.option("--host")
+@click.option("--port", type=int)
+@click.option("--workers", type=int)
+@db_option
+@dir_option
+def serve(host: str | None, port: int | None, workers: int | None, database: str | None,
+          data_dir: Path | None) -> None:
+    """Serve the FHIR API (migrating the database first)."""
+    settings = _settings(host=host, port=port, workers=workers, database=database, data_dir=data_dir)
+    _serve(settings)
+
+
+def _serve(settings: Settings) -> None:
+    import uvicorn
+
+    _open(settings)
+    _export(settings)
+    click.echo(f"carerecord serving {settings.fhir_base()} (database {_safe(settings.database_url())})")
+    uvicorn.run("carerecord.api.app:app_from_env", factory=True, host=settings.host,
+                port=settings.port, workers=settings.workers, log_level="warning",
+                access_log=False)
+
+
+def _safe(url: str) -> str:
+    """A database URL without its password, for printing."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':')[0]}:***@{host}"
+    return url
+
+
+@main.command()
+@click.option("--people", type=int, default=200, show_default=True, help="People in the community")
+@click.option("--seed", type=int, default=2026, show_default=True)
+@click.option("--host")
+@click.option("--port", type=int)
+@click.option("--workers", type=int)
+@click.option("--no-serve", is_flag=True, help="Load the demo community and exit")
+@db_option
+@dir_option
+def demo(people: int, seed: int, host: str | None, port: int | None, workers: int | None,
+         no_serve: bool, database: str | None, data_dir: Path | None) -> None:
+    """Load the demo integrated care system (idempotent) and serve it."""
+    from carerecord.cli.load import Loader, LoadReport
+    from carerecord.demo import generate
+    from carerecord.store.interactions import Interactions
+
+    settings = _settings(host=host, port=port, workers=workers, database=database, data_dir=data_dir)
+    repo = _open(settings)
+    loader = Loader(Interactions(repo, settings.fhir_base()))
+    report = LoadReport()
+    started = time.perf_counter()
+    with _progress() as progress:
+        task = progress.add_task("Loading the demo community", total=people + 1)
+        for doc in generate(people=people, seed=seed):
+            loader.load_bundle("demo", doc, report)
+            progress.advance(task)
+    _summary(report, time.perf_counter() - started)
+    if report.rejected:
+        sys.exit(1)
+    if not no_serve:
+        _serve(settings)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@db_option
+@dir_option
+def load(paths: tuple[Path, ...], database: str | None, data_dir: Path | None) -> None:
+    """Load Bundles, resources or NDJSON from files or folders (.json/.ndjson, optionally .gz)."""
+    from carerecord.cli.load import Loader, LoadReport, find_files
+    from carerecord.store.interactions import Interactions
+
+    settings = _settings(database=database, data_dir=data_dir)
+    try:
+        files = find_files(list(paths))
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    repo = _open(settings)
+    loader = Loader(Interactions(repo, settings.fhir_base()))
+    report = LoadReport()
+    started = time.perf_counter()
+    with _progress() as progress:
+        task = progress.add_task("Loading", total=len(files))
+        for f in files:
+            loader.load_file(f, report)
+            progress.advance(task)
+    _summary(report, time.perf_counter() - started)
+    if report.rejected:
+        sys.exit(1)
+
+
+@main.command()
+@db_option
+@dir_option
+def migrate(database: str | None, data_dir: Path | None) -> None:
+    """Bring the database schema to the newest revision."""
+    from carerecord.store.engine import make_engine
+    from carerecord.store.engine import migrate as do_migrate
+
+    settings = _settings(database=database, data_dir=data_dir)
+    rev = do_migrate(make_engine(settings.database_url()))
+    click.echo(f"Database {_safe(settings.database_url())} is at revision {rev}")
+
+
+@main.command()
+@db_option
+@dir_option
+def check(database: str | None, data_dir: Path | None) -> None:
+    """Verify the store's integrity (exit status 1 on any problem)."""
+    from carerecord.store.engine import current_revision, make_engine
+    from carerecord.store.integrity import check_integrity
+
+    settings = _settings(database=database, data_dir=data_dir)
+    engine = make_engine(settings.database_url())
+    if current_revision(engine) is None:
+        raise click.ClickException("The database has no carerecord schema; run `carerecord migrate`")
+    problems, counts = check_integrity(engine)
+    for name, n in counts.items():
+        click.echo(f"{name:>24}: {n}")
+    for p in problems:
+        click.echo(f"PROBLEM: {p}", err=True)
+    click.echo("OK: no problems found" if not problems else f"{len(problems)} problem(s) found")
+    if problems:
+        sys.exit(1)
+
+
+def _progress() -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), transient=False)
+
+
+def _summary(report: Any, seconds: float) -> None:
+    rate = report.total / seconds if seconds > 0 else 0.0
+    click.echo(f"Loaded {report.total} resources from {report.files or 'generated'} "
+               f"file(s) in {seconds:.1f} s ({rate:,.0f} resources/s)")
+    for t, n in sorted(report.loaded.items(), key=lambda kv: -kv[1]):
+        click.echo(f"  {t:<28}{n:>8}")
+    if report.rejected:
+        click.echo(f"Rejected {len(report.rejected)}:", err=True)
+        for where, why in report.rejected[:50]:
+            click.echo(f"  {where}: {why}", err=True)
+        if len(report.rejected) > 50:
+            click.echo(f"  ... and {len(report.rejected) - 50} more", err=True)

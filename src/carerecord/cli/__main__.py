@@ -1,0 +1,5 @@
+"""``python -m carerecord.cli``."""
+
+from carerecord.cli import main
+
+main()
