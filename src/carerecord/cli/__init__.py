@@ -104,14 +104,20 @@ def demo(people: int, seed: int, host: str | None, port: int | None, workers: in
     loader = Loader(Interactions(repo, settings.fhir_base()))
     report = LoadReport()
     started = time.perf_counter()
-    with _progress() as progress:
-        task = progress.add_task("Loading the demo community", total=people + 1)
-        for doc in generate(people=people, seed=seed):
-            loader.load_bundle("demo", doc, report)
-            progress.advance(task)
-    _summary(report, time.perf_counter() - started)
-    if report.rejected:
-        sys.exit(1)
+    bundles = generate(people=people, seed=seed)
+    first = next(bundles)
+    marker = first["entry"][0]["request"]["url"].split("/")
+    if _exists(repo, marker[0], marker[1]):
+        click.echo("The demo community is already loaded in this database.")
+    else:
+        with _progress() as progress:
+            task = progress.add_task("Loading the demo community", total=people + 1)
+            for doc in _chain(first, bundles):
+                loader.load_bundle("demo", doc, report)
+                progress.advance(task)
+        _summary(report, time.perf_counter() - started, "the demo generator")
+        if report.rejected:
+            sys.exit(1)
     if not no_serve:
         _serve(settings)
 
@@ -179,6 +185,21 @@ def check(database: str | None, data_dir: Path | None) -> None:
         sys.exit(1)
 
 
+def _chain(first: Any, rest: Any) -> Any:
+    yield first
+    yield from rest
+
+
+def _exists(repo: Any, res_type: str, res_id: str) -> bool:
+    from carerecord.errors import Gone, NotFound
+
+    try:
+        repo.read(res_type, res_id)
+        return True
+    except (NotFound, Gone):
+        return False
+
+
 def _progress() -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -186,10 +207,10 @@ def _progress() -> Any:
                     TimeElapsedColumn(), transient=False)
 
 
-def _summary(report: Any, seconds: float) -> None:
+def _summary(report: Any, seconds: float, source: str | None = None) -> None:
     rate = report.total / seconds if seconds > 0 else 0.0
-    click.echo(f"Loaded {report.total} resources from {report.files or 'generated'} "
-               f"file(s) in {seconds:.1f} s ({rate:,.0f} resources/s)")
+    click.echo(f"Loaded {report.total} resources from {source or f'{report.files} file(s)'} "
+               f"in {seconds:.1f} s ({rate:,.0f} resources/s)")
     for t, n in sorted(report.loaded.items(), key=lambda kv: -kv[1]):
         click.echo(f"  {t:<28}{n:>8}")
     if report.rejected:

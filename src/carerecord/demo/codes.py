@@ -1,0 +1,295 @@
+"""Every code the demo community uses, each with where it was checked.
+
+Sources (all under ``shared/data`` of the project workspace):
+
+- ``uk-core/examples/*.xml``: the UK Core R4 example resources (UKC in the comments).
+- ``nhs-eps/``: NHS England EPS FHIR API examples; file paths are relative to that folder (EPS).
+- ``dmd-sample/dmd/1/f_vmp2_3010419.xml``: a cut-down real dm+d release (DMD).
+- ``synthea-r4/*.json.gz``: Synthea patient bundles; SNOMED codes only, US-flavoured (SYN).
+- ``uk-core/codesystems/CodeSystem-UKCore-SDSJobRoleName.xml`` (SDS; retired in UK Core 2.x
+  but the only job-role code list held locally, so it is what PractitionerRole.code uses).
+- ``fhir-r4-definitions``: the HL7 code systems shipped with R4 (HL7).
+- Codes marked REASONED are well-known SNOMED CT concepts that none of those files hold; they were
+  checked against their use in public FHIR code (NHS SCR guidance, QOF clusters) and by reasoning.
+
+The demo uses no other code: ``tests/demo/test_codes.py`` checks every coding it generates
+against :func:`known_codings`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+SNOMED = "http://snomed.info/sct"
+LOINC = "http://loinc.org"
+DMD = "https://dmd.nhs.uk"  # what UK Core uses for dm+d (UKC MedicationRequest-Amoxicillin)
+UCUM = "http://unitsofmeasure.org"
+SDS_JOB_ROLE = "https://fhir.hl7.org.uk/CodeSystem/UKCore-SDSJobRoleName"
+HL7_TERM = "http://terminology.hl7.org/CodeSystem/"
+
+
+class Code(NamedTuple):
+    """One coded concept: a system, a code and its display."""
+
+    system: str
+    code: str
+    display: str
+
+    def coding(self) -> dict[str, str]:
+        """A fresh FHIR Coding (a new dict each call, so resources never share sub-objects)."""
+        return {"system": self.system, "code": self.code, "display": self.display}
+
+    def concept(self, text: str | None = None) -> dict[str, Any]:
+        """A fresh CodeableConcept holding this one coding."""
+        out: dict[str, Any] = {"coding": [self.coding()]}
+        if text:
+            out["text"] = text
+        return out
+
+
+def sct(code: str, display: str) -> Code:
+    return Code(SNOMED, code, display)
+
+
+def hl7(system: str, code: str, display: str) -> Code:
+    return Code(HL7_TERM + system, code, display)
+
+
+# --- Conditions (Condition.code) -------------------------------------------------------------
+CONDITIONS: dict[str, Code] = {
+    "dementia": sct("52448006", "Dementia"),  # REASONED (brief; SNOMED "Dementia (disorder)")
+    "alzheimers": sct("26929004", "Alzheimer's disease"),  # SYN
+    "hypertension": sct("59621000", "Essential hypertension"),  # REASONED (QOF CBP measure code)
+    "diabetes_t2": sct("44054006", "Type 2 diabetes mellitus"),  # SYN ("Diabetes"), FSN type 2
+    "asthma": sct("195967001", "Asthma"),  # SYN
+    "copd": sct("13645005", "Chronic obstructive lung disease"),  # REASONED (FSN, UK term)
+    "af": sct("49436004", "Atrial fibrillation"),  # SYN
+    "heart_failure": sct("84114007", "Heart failure"),  # REASONED
+    "ckd3": sct("433144002", "Chronic kidney disease stage 3"),  # REASONED (QOF renal clusters)
+    "depression": sct("35489007", "Depressive disorder"),  # REASONED
+    "oa_knee": sct("239873007", "Osteoarthritis of knee"),  # SYN
+    "osteoporosis": sct("64859006", "Osteoporosis"),  # SYN
+    "stroke": sct("230690007", "Stroke"),  # SYN
+    "history_mi": sct("399211009", "History of myocardial infarction"),  # SYN
+    "atopic_dermatitis": sct("24079001", "Atopic dermatitis"),  # SYN
+    # acute problems seen in general practice
+    "otitis_media": sct("65363002", "Otitis media"),  # UKC MedicationStatement-Amoxicillin, SYN
+    "viral_sinusitis": sct("444814009", "Viral sinusitis"),  # SYN
+    "strep_throat": sct("43878008", "Streptococcal sore throat"),  # SYN
+    "acute_bronchitis": sct("10509002", "Acute bronchitis"),  # SYN
+    # reasons for emergency admission
+    "pneumonia": sct("233604007", "Pneumonia"),  # SYN
+    "hip_fracture": sct("359817006", "Closed fracture of hip"),  # SYN
+}
+
+CLINICAL_ACTIVE = hl7("condition-clinical", "active", "Active")  # HL7
+CLINICAL_RESOLVED = hl7("condition-clinical", "resolved", "Resolved")  # HL7
+VERIFICATION_CONFIRMED = hl7("condition-ver-status", "confirmed", "Confirmed")  # HL7
+CATEGORY_PROBLEM = hl7("condition-category", "problem-list-item", "Problem List Item")  # HL7
+CATEGORY_DIAGNOSIS = hl7("condition-category", "encounter-diagnosis", "Encounter Diagnosis")  # HL7
+
+# --- Allergies (AllergyIntolerance.code, reaction.manifestation) -------------------------------
+ALLERGENS: dict[str, tuple[Code, str]] = {  # key -> (code, AllergyIntolerance.category)
+    "penicillin": (sct("764146007", "Penicillin"), "medication"),  # REASONED (substance)
+    "amoxicillin": (sct("372687004", "Amoxicillin"), "medication"),  # UKC AllergyIntolerance-Amoxicillin
+    "house_dust_mite": (sct("232350006", "House dust mite allergy"), "environment"),  # SYN
+    "grass_pollen": (sct("418689008", "Allergy to grass pollen"), "environment"),  # SYN
+    "latex": (sct("300916003", "Latex allergy"), "environment"),  # SYN
+    "nut": (sct("91934008", "Allergy to nut"), "food"),  # SYN
+    "bee_venom": (sct("424213003", "Allergy to bee venom"), "environment"),  # SYN
+}
+NO_KNOWN_ALLERGY = sct("716186003", "No known allergy")  # REASONED (UK Core guidance on NKA)
+REACTIONS: dict[str, Code] = {
+    "urticaria": sct("247472004", "Urticarial rash"),  # UKC AllergyIntolerance-Amoxicillin
+    "anaphylaxis": sct("39579001", "Anaphylaxis"),  # REASONED
+    "skin_eruption": sct("271807003", "Eruption of skin"),  # REASONED
+}
+PENICILLIN_CLASS = frozenset({"penicillin", "amoxicillin"})
+ALLERGY_ACTIVE = hl7("allergyintolerance-clinical", "active", "Active")  # HL7, UKC
+ALLERGY_CONFIRMED = hl7("allergyintolerance-verification", "confirmed", "Confirmed")  # HL7, UKC
+
+# --- Routes and dispensing units --------------------------------------------------------------
+ROUTE_ORAL = sct("26643006", "Oral")  # UKC MedicationRequest-Amoxicillin, EPS
+ROUTE_INHALATION = sct("18679011000001101", "Inhalation")  # EPS primary-care/acute-and-repeat-prescribing
+UNIT_TABLET = sct("428673006", "tablet")  # EPS dispenseRequest.quantity
+UNIT_DOSE = sct("3317411000001100", "dose")  # EPS (Salbutamol inhaler quantity)
+UNIT_ML = sct("258773002", "ml")  # EPS spec/errors/example-b-spine-error-patient-deceased
+UNIT_GRAM = sct("258682000", "gram")  # EPS spec/errors/example-b-spine-error-patient-deceased
+
+
+class Medicine(NamedTuple):
+    """A dm+d product with the prescribing details the demo gives it."""
+
+    code: Code
+    dose_text: str
+    frequency: int  # Timing.repeat.frequency per day
+    as_needed: bool
+    route: Code | None
+    quantity: float  # dispenseRequest.quantity.value
+    unit: Code | None  # dispenseRequest unit (SNOMED unit of presentation), None: text only
+    unit_text: str
+    days: int  # expected supply duration (dispenseRequest.expectedSupplyDuration)
+
+
+def _dmd(code: str, display: str) -> Code:
+    return Code(DMD, code, display)
+
+
+# dm+d codes: only products found in the local sources, with their exact display names.
+MEDICINES: dict[str, Medicine] = {
+    # EPS spec/dispensing/dispense-notification/acute-primary-example-05-req.json
+    "amlodipine": Medicine(_dmd("13892511000001100", "Amlodipine 5mg/5ml oral solution"),
+                           "5ml to be taken once daily", 1, False, ROUTE_ORAL, 150, UNIT_ML, "ml", 30),
+    # EPS spec/dispensing/dispense-notification/acute-primary-example-05-req.json
+    "furosemide": Medicine(_dmd("317972000", "Furosemide 40mg tablets"),
+                           "One tablet to be taken each morning", 1, False, ROUTE_ORAL, 28,
+                           UNIT_TABLET, "tablet", 28),
+    # EPS primary-care/acute-and-repeat-prescribing/1-Prepare-Request-200_OK.json
+    "salbutamol": Medicine(_dmd("39113611000001102", "Salbutamol 100micrograms/dose inhaler CFC free"),
+                           "Two puffs to be inhaled up to four times a day when required", 4, True,
+                           ROUTE_INHALATION, 200, UNIT_DOSE, "dose", 30),
+    # EPS spec/errors/example-b-spine-error-patient-deceased/PrepareRequest-FhirMessageUnsigned.json
+    "budesonide": Medicine(_dmd("320567001", "Budesonide 200micrograms/dose dry powder inhaler"),
+                           "ONE puff to be inhaled TWICE a day", 2, False, ROUTE_INHALATION, 200,
+                           UNIT_DOSE, "dose", 100),
+    # EPS primary-care/acute-and-repeat-prescribing/1-Prepare-Request-200_OK.json
+    "paracetamol": Medicine(_dmd("322237000", "Paracetamol 500mg soluble tablets"),
+                            "Two tablets up to four times a day when required", 4, True, ROUTE_ORAL,
+                            100, UNIT_TABLET, "tablet", 12),
+    # EPS primary-care/acute/nominated-pharmacy/medical-prescriber/1-Prepare-Request-200_OK.json
+    "co_codamol": Medicine(_dmd("322341003", "Co-codamol 30mg/500mg tablets"),
+                           "One or two tablets up to four times a day when required", 4, True,
+                           ROUTE_ORAL, 56, UNIT_TABLET, "tablet", 7),
+    # DMD f_vmp2_3010419.xml (VPID 22480211000001104)
+    "diclofenac_gel": Medicine(_dmd("22480211000001104", "Diclofenac 2.32% gel"),
+                               "Apply to the painful knee up to three times a day", 3, False, None, 100,
+                               UNIT_GRAM, "gram", 30),
+    # EPS spec/errors/example-b-spine-error-patient-deceased/PrepareRequest-FhirMessageUnsigned.json
+    "betamethasone": Medicine(_dmd("374372000", "Betamethasone valerate 0.1% cream"),
+                              "Apply sparingly to the affected area once or twice a day", 2, False, None,
+                              100, UNIT_GRAM, "gram", 14),
+    # UKC MedicationRequest-Amoxicillin
+    "amoxicillin_500": Medicine(_dmd("39732411000001106", "Amoxicillin 500mg capsules"),
+                                "One capsule to be taken three times a day for 5 days", 3, False,
+                                ROUTE_ORAL, 15, None, "capsule", 5),
+    # UKC MedicationStatement-Amoxicillin, EPS acute nominated-pharmacy examples
+    "amoxicillin_250": Medicine(_dmd("39732311000001104", "Amoxicillin 250mg capsules"),
+                                "One capsule to be taken three times a day for 5 days", 3, False,
+                                ROUTE_ORAL, 15, None, "capsule", 5),
+    # UKC MedicationRequest-Doxycycline
+    "doxycycline": Medicine(_dmd("41948311000001104", "Doxycycline 100mg capsules"),
+                            "Two capsules on the first day, then one capsule daily for 4 days", 1, False,
+                            ROUTE_ORAL, 6, None, "capsule", 5),
+    # EPS primary-care/acute/nominated-pharmacy/medical-prescriber/1-Prepare-Request-200_OK.json
+    "azithromycin": Medicine(_dmd("324252006", "Azithromycin 250mg capsules"),
+                             "Two capsules once daily for 3 days", 1, False, ROUTE_ORAL, 6, None,
+                             "capsule", 3),
+}
+COURSE_ACUTE = hl7("medicationrequest-course-of-therapy", "acute", "Short course (acute) therapy")
+COURSE_CONTINUOUS = hl7("medicationrequest-course-of-therapy", "continuous",
+                        "Continuous long term therapy")
+CATEGORY_COMMUNITY = hl7("medicationrequest-category", "community", "Community")
+CATEGORY_DISCHARGE = hl7("medicationrequest-category", "discharge", "Discharge")
+
+# --- Observations (UKC vital signs examples give both SNOMED and LOINC codings) -------------
+OBS_BP = (sct("75367002", "Blood pressure"),  # UKC Bundle-NEWS2Observations
+          Code(LOINC, "85354-9", "Blood pressure panel with all children optional"))
+OBS_SYSTOLIC = (sct("72313002", "Systolic arterial pressure"),  # UKC Bundle-NEWS2Observations
+                Code(LOINC, "8480-6", "Systolic blood pressure"))
+OBS_DIASTOLIC = (sct("1091811000000102", "Diastolic arterial pressure"),  # UKC NEWS2 bundle
+                 Code(LOINC, "8462-4", "Diastolic blood pressure"))
+OBS_HEART_RATE = (sct("364075005", "Heart rate"),  # UKC Bundle-NEWS2Observations
+                  Code(LOINC, "8867-4", "Heart rate"))
+OBS_WEIGHT = (sct("27113001", "Body weight"),  # UKC Observation-VitalSigns-BodyWeight
+              Code(LOINC, "29463-7", "Body weight"))
+OBS_HEIGHT = (sct("50373000", "Body height measure"),  # UKC Observation-VitalSigns-BodyHeight
+              Code(LOINC, "8302-2", "Body height"))
+OBS_BMI = (sct("60621009", "Body mass index"),  # UKC Observation-VitalSigns-BMI
+           Code(LOINC, "39156-5", "Body mass index (BMI) [Ratio]"))
+# REASONED: the IFCC HbA1c code of the QOF cluster IFCCHBAM_COD, reported in mmol/mol in the UK
+OBS_HBA1C = (sct("999791000000106", "Haemoglobin A1c level - International Federation of Clinical "
+                 "Chemistry and Laboratory Medicine standardised"),)
+# UCUM units of the Observation and Duration quantities: code -> human unit
+UNITS: dict[str, Code] = {code: Code(UCUM, code, unit) for code, unit in (
+    ("mm[Hg]", "mmHg"), ("/min", "beats/minute"), ("kg", "kg"), ("cm", "cm"), ("kg/m2", "kg/m2"),
+    ("mmol/mol", "mmol/mol"), ("d", "days"))}
+OBS_CAT_VITAL = hl7("observation-category", "vital-signs", "Vital Signs")
+OBS_CAT_LAB = hl7("observation-category", "laboratory", "Laboratory")
+
+# --- Encounters, appointments, flags ------------------------------------------------------------
+ENC_SYMPTOM = sct("185345009", "Encounter for symptom")  # SYN
+ENC_FOLLOW_UP = sct("390906007", "Follow-up encounter")  # SYN
+ENC_CHECK_UP = sct("185349003", "Encounter for check up")  # SYN
+ENC_EMERGENCY_ADMISSION = sct("183452005", "Emergency hospital admission")  # SYN ("Encounter Inpatient")
+CLASS_AMBULATORY = Code("http://terminology.hl7.org/CodeSystem/v3-ActCode", "AMB", "ambulatory")
+CLASS_INPATIENT = Code("http://terminology.hl7.org/CodeSystem/v3-ActCode", "IMP", "inpatient encounter")
+CLASS_FIELD = Code("http://terminology.hl7.org/CodeSystem/v3-ActCode", "FLD", "field")
+CLASS_HOME = Code("http://terminology.hl7.org/CodeSystem/v3-ActCode", "HH", "home health")
+APPT_ROUTINE = hl7("v2-0276", "ROUTINE", "Routine appointment - default if not valued")  # HL7
+APPT_FOLLOWUP = hl7("v2-0276", "FOLLOWUP", "A follow up visit from a previous appointment")  # HL7, UKC
+APPT_CHECKUP = hl7("v2-0276", "CHECKUP", "A routine check-up, such as an annual physical")  # HL7
+SERVICE_GP = hl7("service-type", "124", "General Practice")  # HL7
+PARTICIPATION_ATTENDER = Code("http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "ATND",
+                              "attender")  # HL7, UKC Appointment example
+PARTICIPATION_PRIMARY = Code("http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "PPRF",
+                             "primary performer")  # HL7
+# DNACPR: a Flag, because it is a clinical decision that must be seen at once (ambulance crews,
+# emergency view), not the person's own consent. NHS SCR inclusion dataset advises this code.
+DNACPR = sct("450476008", "Not for attempted cardiopulmonary resuscitation")  # REASONED (SCR)
+FLAG_ADVANCE_DIRECTIVE = hl7("flag-category", "advance-directive", "Advance Directive")  # HL7
+NEXT_OF_KIN = hl7("v2-0131", "N", "Next-of-Kin")  # HL7
+ORG_PROVIDER = hl7("organization-type", "prov", "Healthcare Provider")  # HL7
+ORG_DEPARTMENT = hl7("organization-type", "dept", "Hospital Department")  # HL7
+
+
+def _role(code: str, display: str) -> Code:
+    return Code("http://terminology.hl7.org/CodeSystem/v3-RoleCode", code, display)
+
+
+LOC_HOSPITAL = _role("HOSP", "Hospital")  # HL7 v3-RoleCode
+LOC_WARD = _role("HU", "Hospital unit")
+LOC_EMERGENCY = _role("ER", "Emergency room")
+LOC_PHARMACY = _role("PHARM", "Pharmacy")
+LOC_PRIMARY_CARE = _role("PC", "Primary care clinic")
+LOC_CARE_HOME = _role("NCCF", "Nursing or custodial care facility")
+LOC_AMBULANCE = _role("AMB", "Ambulance")
+
+# --- Staff job roles (SDS) -------------------------------------------------------------------
+JOB_ROLES: dict[str, Code] = {k: Code(SDS_JOB_ROLE, c, d) for k, (c, d) in {
+    "gp": ("R0260", "General Medical Practitioner"),
+    "practice_nurse": ("R0620", "Staff Nurse"),
+    "hca": ("R1480", "Healthcare Assistant"),
+    "receptionist": ("R1730", "Receptionist"),
+    "consultant": ("R0050", "Consultant"),
+    "registrar": ("R0110", "Specialist Registrar"),
+    "ward_sister": ("R0610", "Sister/Charge Nurse"),
+    "staff_nurse": ("R0620", "Staff Nurse"),
+    "pharmacist": ("R1290", "Pharmacist"),
+    "paramedic": ("R1070", "Paramedic"),
+    "care_home_manager": ("R9710", "Residential Manager"),
+    "care_worker": ("R9725", "Residential Care Staff"),
+    "home_care_organiser": ("R9620", "Home Care Organiser"),
+    "home_carer": ("R9630", "Home Help"),
+}.items()}
+
+
+def all_codes() -> list[Code]:
+    """Every Code defined in this module (tables included): the whole vocabulary of the demo."""
+    return [item for value in list(globals().values()) for item in _codes_in(value)]
+
+
+def known_codings() -> frozenset[tuple[str, str]]:
+    """Every (system, code) pair of :func:`all_codes`."""
+    return frozenset((c.system, c.code) for c in all_codes())
+
+
+def _codes_in(value: object) -> list[Code]:
+    if isinstance(value, Code):
+        return [value]
+    if isinstance(value, Medicine):
+        return [c for c in (value.code, value.route, value.unit) if c is not None]
+    if isinstance(value, dict):
+        return [c for v in value.values() for c in _codes_in(v)]
+    if isinstance(value, tuple):
+        return [c for v in value for c in _codes_in(v)]
+    return []
