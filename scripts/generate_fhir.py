@@ -14,7 +14,9 @@ Output (``src/carerecord/fhir/generated/``), never edited by hand:
   that the definitions enumerate; the Patient compartment definition; and ``elementOrder``,
   ``{type: [name, ...]}``, each table's element names in the order the StructureDefinition
   declares them (the element tables themselves are written with sorted keys), which the XML
-  format needs (http://hl7.org/fhir/R4/xml.html: elements appear in definition order).
+  format needs (http://hl7.org/fhir/R4/xml.html: elements appear in definition order); and
+  ``summaryElements``, ``{type: [name, ...]}``, the elements marked isSummary, for
+  ``_summary=true`` (http://hl7.org/fhir/R4/search.html#summary).
 * ``search_parameters.json``: every SearchParameter, trimmed to the fields the server uses.
 
 Run: ``python scripts/generate_fhir.py [DEFINITIONS_DIR]``.
@@ -55,7 +57,8 @@ def strip_version(url: str) -> str:
     return url.split("|", 1)[0]
 
 
-def element_tables(sd: dict[str, Any], model: dict[str, dict[str, Any]]) -> None:
+def element_tables(sd: dict[str, Any], model: dict[str, dict[str, Any]],
+                   summary: dict[str, list[str]] | None = None) -> None:
     """Turn one StructureDefinition snapshot into element tables keyed by owner path."""
     root = sd["type"]
     for el in sd["snapshot"]["element"]:
@@ -84,6 +87,8 @@ def element_tables(sd: dict[str, Any], model: dict[str, dict[str, Any]]) -> None
                 targets = sorted({p.rsplit("/", 1)[1] for p in t["targetProfile"]})
         mx = -1 if el["max"] == "*" else int(el["max"])
         model.setdefault(owner, {})[name] = [el["min"], mx, types, binding, targets]
+        if summary is not None and el.get("isSummary"):
+            summary.setdefault(owner, []).append(name)
 
 
 def primitive_regex(sd: dict[str, Any]) -> str | None:
@@ -145,6 +150,7 @@ def main(source: Path = DEFAULT_SOURCE) -> None:
     complex_types: list[str] = []
     resource_types: list[str] = []
     abstract: list[str] = []
+    summary: dict[str, list[str]] = {}
     for bundle in (types, resources):
         for entry in bundle["entry"]:
             sd = entry["resource"]
@@ -160,7 +166,7 @@ def main(source: Path = DEFAULT_SOURCE) -> None:
                     resource_types.append(sd["id"])
             elif sd["kind"] == "complex-type":
                 complex_types.append(sd["id"])
-            element_tables(sd, model)
+            element_tables(sd, model, summary)
     # Profiled data types that elements name directly (SimpleQuantity, MoneyQuantity) use Quantity.
     for alias in ("SimpleQuantity", "MoneyQuantity"):
         model[alias] = model["Quantity"]
@@ -208,7 +214,7 @@ def main(source: Path = DEFAULT_SOURCE) -> None:
            "complexTypes": sorted(complex_types), "abstractResources": sorted(abstract),
            "primitives": primitives, "elements": model, "valueSets": expansions,
            "unexpandedValueSets": unexpanded, "patientCompartment": compartment,
-           "elementOrder": element_order}
+           "elementOrder": element_order, "summaryElements": summary}
     (OUT / "model.json").write_text(json.dumps(doc, separators=(",", ":"), sort_keys=True))
     (OUT / "search_parameters.json").write_text(
         json.dumps({"meta": meta, "parameters": out_params}, separators=(",", ":"), sort_keys=True))

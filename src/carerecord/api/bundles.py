@@ -13,6 +13,7 @@ import orjson
 
 from carerecord.errors import Issue
 from carerecord.fhir import bundle as fb
+from carerecord.fhir import model
 from carerecord.fhir.outcome import outcome
 from carerecord.fhir.search_query import Query
 from carerecord.store.history import HistoryPage
@@ -30,15 +31,35 @@ def page_url(path: str, params: list[tuple[str, str]], cursor: str | None) -> st
     return f"{path}?{urlencode(kept)}" if kept else path
 
 
+def summary(node: dict[str, Any], type_name: str) -> dict[str, Any]:
+    """The isSummary elements of ``node`` (http://hl7.org/fhir/R4/search.html#summary), keeping
+    only summary children inside backbone elements too."""
+    keys = model.summary_keys(type_name)
+    kids = model.children(type_name) or {}
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        if k != "resourceType" and k not in keys:
+            continue
+        child = kids.get(k)
+        if child is not None and "." in child[1]:  # a backbone element: filter inside it too
+            v = [summary(x, child[1]) for x in v] if isinstance(v, list) else summary(v, child[1])
+        out[k] = v
+    return out
+
+
 def _subset(content: bytes, q: Query) -> bytes:
-    """Apply _elements or _summary=text/data to one resource (parses it: only when asked)."""
+    """Apply _elements or _summary=true/text/data to one resource (parses it: only when asked)."""
     doc: dict[str, Any] = orjson.loads(content)
     keep = {"resourceType", "id", "meta"}
-    if q.elements:
+    if q.summary == "true":
+        out = summary(doc, doc["resourceType"])
+    elif q.elements:
         out = {k: v for k, v in doc.items() if k in keep or k in q.elements
                or k.lstrip("_") in q.elements}
     elif q.summary == "text":
-        out = {k: v for k, v in doc.items() if k in keep or k == "text"}
+        kids = model.children(doc["resourceType"]) or {}
+        out = {k: v for k, v in doc.items() if k in keep or k == "text"
+               or (k in kids and kids[k][0].min > 0)}
     elif q.summary == "data":
         out = {k: v for k, v in doc.items() if k != "text"}
     else:
@@ -63,7 +84,7 @@ def searchset(base: str, path: str, params: list[tuple[str, str]], q: Query, res
             links.append(("last", page_url(path, params, "last")))
     entries: list[dict[str, Any]] = []
     if q.summary != "count":
-        subset = bool(q.elements) or q.summary in ("text", "data")
+        subset = bool(q.elements) or q.summary in ("true", "text", "data")
         for hit in [*result.matches, *result.included]:
             entries.append(_entry(base, hit, _subset(hit.content, q) if subset else hit.content))
     if warnings:

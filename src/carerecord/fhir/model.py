@@ -111,3 +111,19 @@ def search_parameter_definitions() -> list[dict[str, Any]]:
     """The official R4 SearchParameters, trimmed (see scripts/generate_fhir.py)."""
     data = resources.files("carerecord.fhir").joinpath("generated/search_parameters.json").read_bytes()
     return orjson.loads(data)["parameters"]  # type: ignore[no-any-return]
+
+
+@cache
+def element_order(type_name: str) -> tuple[str, ...]:
+    """Element names of a type in the order its StructureDefinition declares them."""
+    return tuple(_raw()["elementOrder"].get(type_name, ()))
+
+
+@cache
+def summary_keys(type_name: str) -> frozenset[str]:
+    """JSON keys of the elements of ``type_name`` marked isSummary in the base specification
+    (choices expanded, ``_x`` companions included), for ``_summary=true``."""
+    names = set(_raw()["summaryElements"].get(type_name, ()))
+    kids = children(type_name) or {}
+    keys = {key for key, (el, _) in kids.items() if el.name in names}
+    return frozenset(keys | {"_" + k for k in keys})

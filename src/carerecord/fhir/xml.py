@@ -63,7 +63,7 @@ def _slots(type_name: str) -> dict[str, _Slot]:
     kids = model.children(type_name)
     if kids is None:
         raise KeyError(f"no element table for FHIR type {type_name!r}")
-    order = {name: i for i, name in enumerate(model._raw()["elementOrder"][type_name])}
+    order = {name: i for i, name in enumerate(model.element_order(type_name))}
     is_resource = type_name in model.resource_types()
     out: dict[str, _Slot] = {}
     for key, (el, t) in kids.items():
