@@ -164,6 +164,32 @@ def migrate(database: str | None, data_dir: Path | None) -> None:
 
 
 @main.command()
+@click.option("--type", "types", multiple=True, help="Only resources of this type (repeatable)")
+@db_option
+@dir_option
+def reindex(types: tuple[str, ...], database: str | None, data_dir: Path | None) -> None:
+    """Rebuild search indexes, e.g. after adding a custom SearchParameter."""
+    from sqlalchemy import func, select
+
+    from carerecord.store import schema
+    from carerecord.store.reindex import reindex as do_reindex
+
+    settings = _settings(database=database, data_dir=data_dir)
+    repo = _open(settings)
+    r = schema.resources
+    with repo.engine.connect() as conn:
+        q = select(func.count()).select_from(r).where(r.c.deleted.is_(False))
+        if types:
+            q = q.where(r.c.res_type.in_(types))
+        total = conn.execute(q).scalar_one()
+    started = time.perf_counter()
+    with _progress() as progress:
+        task = progress.add_task("Reindexing", total=total)
+        n = do_reindex(repo, list(types) or None, progress=lambda k: progress.advance(task, k))
+    click.echo(f"Reindexed {n} resources in {time.perf_counter() - started:.1f} s")
+
+
+@main.command()
 @db_option
 @dir_option
 def check(database: str | None, data_dir: Path | None) -> None:

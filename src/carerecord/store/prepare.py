@@ -42,6 +42,10 @@ def check(resource: dict[str, Any]) -> None:
     distinguishes them."""
     issues = [i for i in validate(resource) if i.severity in ("error", "fatal")]
     if not issues:
+        if resource.get("resourceType") == "SearchParameter":
+            from carerecord.store.reindex import check_search_parameter
+
+            check_search_parameter(resource)
         return
     if any(i.code == "structure" for i in issues):
         raise Invalid.of(issues)

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, delete, insert, sele
 from sqlalchemy.exc import IntegrityError
 
 from carerecord.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
-from carerecord.fhir.search_params import SearchParamRegistry, default_registry
+from carerecord.fhir.search_params import SearchParamRegistry
 from carerecord.store import schema as s
 from carerecord.store.prepare import Prepared, check, prepare
 from carerecord.store.records import Stored, now_us
@@ -170,6 +170,9 @@ class Unit:
                      [(rid, p.version, p.res_type, p.last_updated, methods[id(p)], False, p.content)
                       for rid, p in pairs])
         self._insert_indexes(pairs)
+        for p in new + [p for p, _ in old]:
+            if p.res_type == "SearchParameter":
+                self.repo.registry.add(p.resource)
 
     def _insert(self, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
         """Multi-row INSERT through the driver's executemany: a constant statement with bound
@@ -223,11 +226,18 @@ class Unit:
 class Repository:
     """Entry point of the store. Thread-safe; holds the engine and search parameter registry."""
 
-    def __init__(self, engine: Engine, registry: SearchParamRegistry | None = None) -> None:
+    def __init__(self, engine: Engine, registry: SearchParamRegistry | None = None, *,
+                 load_custom: bool = True) -> None:
+        """``registry``: the search parameters (default: the official R4 set plus the custom
+        SearchParameter resources stored in this database)."""
         self.engine = engine
-        self.registry = registry or default_registry()
+        self.registry = registry or SearchParamRegistry()
         self.is_postgres = engine.dialect.name == "postgresql"
         self.paramstyle = engine.dialect.paramstyle
+        if registry is None and load_custom:
+            from carerecord.store.reindex import load_custom_parameters
+
+            load_custom_parameters(self)
 
     @contextmanager
     def unit(self) -> Iterator[Unit]:
