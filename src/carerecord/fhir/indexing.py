@@ -563,7 +563,10 @@ def extract(resource: dict[str, Any], registry: SearchParamRegistry | None = Non
     reg = registry if registry is not None else default_registry()
     acc = _new_acc()
     try:
-        _walk(_plan(reg, resource["resourceType"]), [resource], acc, resource)
+        plan = _plan(reg, resource["resourceType"])
+        for norm, code in plan.emit:  # parameters on the resource itself (composites like
+            norm(code, [resource], acc, resource)  # Observation-code-value-quantity)
+        _walk(plan, [resource], acc, resource)
     except (TypeError, KeyError) as e:
         raise Invalid(f"resource cannot be indexed: {e}") from None
     return IndexRows(*(list(d) for d in acc))

@@ -116,6 +116,17 @@ class SearchParamRegistry:
                 return found
         return self._by_base.get("Resource", {}).get(code)
 
+    def component_types(self, resource_type: str, code: str) -> tuple[str, ...]:
+        """Search types of the components of composite parameter ``code`` (empty if unknown)."""
+        key = ("component_types", resource_type, code)
+        hit = self.cache.get(key)
+        if hit is None:
+            p = self.get(resource_type, code)
+            comps = [self.by_url(u) for u, _ in p.components] if p else []
+            hit = tuple(c.type for c in comps if c is not None) if all(comps) else ()
+            self.cache[key] = hit
+        return hit  # type: ignore[return-value]
+
     def by_url(self, url: str) -> SearchParam | None:
         """The parameter with canonical ``url`` (a ``|version`` suffix is ignored)."""
         return self._by_url.get(url) or self._by_url.get(url.split("|", 1)[0])

@@ -38,6 +38,7 @@ class Value:
     number: float = 0.0
     ref_type: str | None = None
     url: str | None = None
+    parts: tuple[Value, ...] = ()  # composite: one value per component
 
 
 @dataclass(slots=True)
@@ -279,7 +280,17 @@ def parse_clause(res_types: tuple[str, ...], name: str, raw: str,
                   for v in split_escaped(raw, ",")]
         return Clause(name, param, None, values)
     if param.type == "composite":
-        raise Invalid(f"Composite search parameter {code!r} is not supported yet", name)
+        types = registry.component_types(res_types[0] if res_types else "Resource", code)
+        if not types or mod not in (None, "missing"):
+            raise Invalid(f"Composite parameter {code!r} cannot be searched that way", name)
+        values = []
+        for v in split_escaped(raw, ","):
+            parts = split_escaped(v, "$")
+            if len(parts) != len(types):
+                raise Invalid(f"{code} takes {len(types)} values joined by $, not {v!r}", name)
+            values.append(Value(parts=tuple(parse_value(ct, part, name, None)
+                                            for ct, part in zip(types, parts, strict=True))))
+        return Clause(name, param, mod, values)
     values = [parse_value(param.type, v, name, mod) for v in split_escaped(raw, ",")]
     return Clause(name, param, mod, values)
 

@@ -39,6 +39,36 @@ class Current:
     deleted: bool
 
 
+def composite_columns(registry: SearchParamRegistry, res_type: str, code: str,
+                      parts: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """The idx_composite columns (a_system .. c_high) of one composite row, by the types of the
+    parameter's components (see schema.idx_composite); None for rows that cannot be matched
+    (a first component with no code)."""
+    types = registry.component_types(res_type, code)
+    if not types or len(parts) != len(types):
+        return None
+    a = parts[0]
+    a_system, a_code = (a[0], a[1])
+    if a_code is None:
+        return None
+    b_system = b_code = b_low = b_high = c_low = c_high = None
+    if len(types) > 1:
+        b, bt = parts[1], types[1]
+        if bt == "token" or bt == "reference":
+            b_system, b_code = b[0], b[1]
+        elif bt == "string":
+            b_code = b[0]
+        elif bt == "quantity":
+            b_system, b_code, b_low, b_high = b[0], b[1], b[2], b[2]
+        elif bt == "number":
+            b_low = b_high = b[0]
+        elif bt == "date":
+            b_low, b_high = float(b[0]), float(b[1])
+    if len(types) > 2 and types[2] == "number":
+        c_low = c_high = parts[2][0]
+    return (a_system, a_code, b_system, b_code, b_low, b_high, c_low, c_high)
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -193,6 +223,7 @@ class Unit:
         quantity: list[tuple[Any, ...]] = []
         reference: list[tuple[Any, ...]] = []
         uri: list[tuple[Any, ...]] = []
+        composite: list[tuple[Any, ...]] = []
         comp: list[tuple[Any, ...]] = []
         for rid, p in pairs:
             t, rows = p.res_type, p.rows
@@ -203,6 +234,10 @@ class Unit:
             quantity += [(rid, key(t, c), sy, co, v, lo, hi) for c, sy, co, v, lo, hi in rows.quantity]
             reference += [(rid, key(t, c), rt, ri, u) for c, rt, ri, u in rows.reference]
             uri += [(rid, key(t, c), v) for c, v in rows.uri]
+            for c, parts in rows.composite:
+                cols = composite_columns(self.repo.registry, t, c, parts)
+                if cols is not None:
+                    composite.append((rid, key(t, c), *cols))
             comp += [(rid, pid) for pid in p.compartments]
         self._insert("idx_string", ("rid", "pkey", "value", "exact"), string)
         self._insert("idx_token", ("rid", "pkey", "system", "code", "text"), token)
@@ -211,6 +246,8 @@ class Unit:
         self._insert("idx_quantity", ("rid", "pkey", "system", "code", "value", "low", "high"), quantity)
         self._insert("idx_reference", ("rid", "pkey", "ref_type", "ref_id", "url"), reference)
         self._insert("idx_uri", ("rid", "pkey", "value"), uri)
+        self._insert("idx_composite", ("rid", "pkey", "a_system", "a_code", "b_system", "b_code",
+                                       "b_low", "b_high", "c_low", "c_high"), composite)
         self._insert("compartments", ("rid", "patient_id"), comp)
 
     def _drop_indexes(self, rids: list[int]) -> None:

@@ -153,9 +153,31 @@ idx_uri = Table(
     Index("ix_uri_rid", "rid"),
 )
 
+# Composite parameters (search.html#composite): every R4 composite starts with a token (or a
+# reference) and has one or two further components. Component 1 goes to a_system/a_code
+# (reference: type/id), component 2 to b_* (token/reference/string in b_system/b_code;
+# quantity, number and date ranges in b_low/b_high with quantity units in b_system/b_code),
+# component 3 (number) to c_low/c_high. Dates are microseconds, exact in a double.
+idx_composite = Table(
+    "idx_composite", metadata,
+    Column("rid", RID, nullable=False),
+    Column("pkey", BigInteger, nullable=False),
+    Column("a_system", KEY_TEXT, nullable=True),
+    Column("a_code", KEY_TEXT, nullable=True),
+    Column("b_system", KEY_TEXT, nullable=True),
+    Column("b_code", KEY_TEXT, nullable=True),
+    Column("b_low", Float, nullable=True),
+    Column("b_high", Float, nullable=True),
+    Column("c_low", Float, nullable=True),
+    Column("c_high", Float, nullable=True),
+    Index("ix_composite_a", "pkey", "a_code", "a_system"),
+    Index("ix_composite_rid", "rid"),
+)
+
 INDEX_TABLES = {
     "string": idx_string, "token": idx_token, "date": idx_date, "number": idx_number,
     "quantity": idx_quantity, "reference": idx_reference, "uri": idx_uri,
+    "composite": idx_composite,
 }
 
 

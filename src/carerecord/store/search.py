@@ -40,7 +40,7 @@ from carerecord.store.records import now_us
 _R, _V = s.resources, s.resource_versions
 _TABLE_OF_TYPE = {"string": s.idx_string, "token": s.idx_token, "date": s.idx_date,
                   "number": s.idx_number, "quantity": s.idx_quantity,
-                  "reference": s.idx_reference, "uri": s.idx_uri}
+                  "reference": s.idx_reference, "uri": s.idx_uri, "composite": s.idx_composite}
 _TOP = "\U0010ffff"
 
 
@@ -90,7 +90,11 @@ class Compiler:
         if clause.modifier in ("identifier", "of-type"):
             table, code = s.idx_token, f"{code}:{clause.modifier}"
         key = s.param_key(res_type, code)
-        tests = [self._value(ptype, clause.modifier, v, table) for v in clause.values]
+        if ptype == "composite":
+            types = self.registry.component_types(res_type, code)
+            tests = [composite_test(types, v, table) for v in clause.values]
+        else:
+            tests = [self._value(ptype, clause.modifier, v, table) for v in clause.values]
         matched = r.c.rid.in_(select(table.c.rid).where(table.c.pkey == key, or_(*tests)))
         return not_(matched) if clause.modifier == "not" else matched
 
@@ -174,14 +178,51 @@ class Compiler:
             ref.c.pkey == s.param_key(src, code), ref.c.ref_type == res_type, ref.c.rid.in_(matching)))
 
 
-def _token(v: Value, t: FromClause) -> ColumnElement[bool]:
+def _token(v: Value, t: FromClause, system: str = "system", code: str = "code") -> ColumnElement[bool]:
+    sys_col, code_col = t.c[system], t.c[code]
     if v.system == ANY:
-        return t.c.code == v.text
+        return code_col == v.text
     if v.system is None:
-        return and_(t.c.code == v.text, t.c.system.is_(None))
+        return and_(code_col == v.text, sys_col.is_(None))
     if not v.text:
-        return t.c.system == v.system
-    return and_(t.c.code == v.text, t.c.system == v.system)
+        return sys_col == v.system
+    return and_(code_col == v.text, sys_col == v.system)
+
+
+def _ref(v: Value, t: FromClause, type_col: str, id_col: str) -> ColumnElement[bool]:
+    same = t.c[id_col] == v.text
+    return and_(same, t.c[type_col] == v.ref_type) if v.ref_type else same
+
+
+def composite_test(types: tuple[str, ...], v: Value, t: FromClause) -> ColumnElement[bool]:
+    """All components of one composite value against one idx_composite row (so the values
+    must come from the same element, e.g. the same Observation.component)."""
+    a, tests = v.parts[0], []
+    tests.append(_ref(a, t, "a_system", "a_code") if types[0] == "reference"
+                 else _token(a, t, "a_system", "a_code"))
+    if len(types) > 1:
+        b, bt = v.parts[1], types[1]
+        if bt == "token":
+            tests.append(_token(b, t, "b_system", "b_code"))
+        elif bt == "reference":
+            tests.append(_ref(b, t, "b_system", "b_code"))
+        elif bt == "string":
+            n = normalize(b.text)
+            tests.append(and_(t.c.b_code >= n, t.c.b_code < n + _TOP))
+        elif bt == "quantity":
+            unit: ColumnElement[bool] = true()
+            if b.system not in (ANY, None):
+                unit = and_(t.c.b_system == b.system, t.c.b_code == b.text)
+            elif b.text:
+                unit = t.c.b_code == b.text
+            tests.append(and_(unit, number_test(b, t.c.b_low)))
+        elif bt == "number":
+            tests.append(number_test(b, t.c.b_low))
+        elif bt == "date":
+            tests.append(date_test(b, t.c.b_low, t.c.b_high))
+    if len(types) > 2:
+        tests.append(number_test(v.parts[2], t.c.c_low))
+    return and_(*tests)
 
 
 def date_test(v: Value, low: ColumnElement[int], high: ColumnElement[int]) -> ColumnElement[bool]:
