@@ -80,8 +80,7 @@ def searchset(base: str, path: str, params: list[tuple[str, str]], q: Query, res
             links.append(("previous", page_url(path, params, result.prev_cursor)))
         if result.next_cursor:
             links.append(("next", page_url(path, params, result.next_cursor)))
-        if not q.sort or all(k == "_id" for k, _ in q.sort):
-            links.append(("last", page_url(path, params, "last")))
+        links.append(("last", page_url(path, params, "last")))
     entries: list[dict[str, Any]] = []
     if q.summary != "count":
         subset = bool(q.elements) or q.summary in ("true", "text", "data")

@@ -14,8 +14,8 @@ from carerecord.fhir.search_params import SearchParamRegistry
 
 _INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance",
                  "history-type", "create", "search-type"]
-# Parameter types the search compiler answers (composite and special are not yet searchable).
-_SEARCHABLE = {"number", "date", "string", "token", "reference", "quantity", "uri"}
+# Parameter types the search compiler answers ("special" ones, e.g. near, are not).
+_SEARCHABLE = {"number", "date", "string", "token", "reference", "quantity", "uri", "composite"}
 _COMMON = [{"name": "_id", "type": "token"}, {"name": "_lastUpdated", "type": "date"}]
 
 

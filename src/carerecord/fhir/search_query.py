@@ -257,14 +257,16 @@ def parse_clause(res_types: tuple[str, ...], name: str, raw: str,
     code, _, rest = name.partition(".")
     code, _, modifier = code.partition(":")
     mod: str | None = modifier or None
-    if code in ("_id", "_lastUpdated") and not rest:
-        ptype = "token" if code == "_id" else "date"
+    if code in ("_id", "_lastUpdated", "_list") and not rest:
+        ptype = "date" if code == "_lastUpdated" else "token"
         values = [parse_value(ptype, v, name, mod) for v in split_escaped(raw, ",")]
         return Clause(name, None, mod, values)
     params = [p for p in (registry.get(t, code) for t in (res_types or ("Resource",))) if p]
     if not params:
         return None
     param = params[0]
+    if param.expression is None and code != "_text":
+        return None  # _content, _query: not supported, reported as unknown
     if rest:  # chained: subject:Patient.name=peter
         if param.type != "reference":
             raise Invalid(f"{code} is not a reference parameter, so it cannot be chained", name)

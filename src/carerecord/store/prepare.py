@@ -5,13 +5,14 @@ This is the only place a resource is serialised on the write path; reads serve t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from carerecord.errors import Invalid, Issue, Unprocessable
-from carerecord.fhir.indexing import IndexRows, extract, patient_compartments
+from carerecord.fhir.indexing import IndexRows, extract, normalize, patient_compartments
 from carerecord.fhir.search_params import SearchParamRegistry
 from carerecord.fhir.validation import validate
 from carerecord.store.records import iso_instant
@@ -76,5 +77,22 @@ def prepare(resource: dict[str, Any], res_id: str, version: int, last_updated: i
     if not validated:
         check(resource)
     final = stamp(resource, res_id, version, last_updated)
+    rows = extract(final, registry)
+    rows.string.extend(narrative_words(final))
     return Prepared(final["resourceType"], res_id, version, last_updated, final,
-                    orjson.dumps(final), extract(final, registry), patient_compartments(final))
+                    orjson.dumps(final), rows, patient_compartments(final))
+
+
+_TAG = re.compile(r"<[^>]*>")
+_ENTITY = re.compile(r"&[a-zA-Z#0-9]+;")
+
+
+def narrative_words(resource: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """``_text`` index rows: each distinct word of the narrative (http://hl7.org/fhir/R4/
+    search.html#text), normalised like any string, at most 200 words."""
+    div = (resource.get("text") or {}).get("div")
+    if not isinstance(div, str):
+        return []
+    words = dict.fromkeys(w for w in normalize(_ENTITY.sub(" ", _TAG.sub(" ", div))).split()
+                          if len(w) > 1)
+    return [("_text", w, w) for w in list(words)[:200]]

@@ -11,6 +11,7 @@ while data changes. Included resources are fetched for the page only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -34,6 +35,7 @@ from carerecord.fhir import model
 from carerecord.fhir.indexing import normalize
 from carerecord.fhir.search_params import SearchParamRegistry
 from carerecord.fhir.search_query import ANY, Clause, Query, Value
+from carerecord.store import paging
 from carerecord.store import schema as s
 from carerecord.store.records import now_us
 
@@ -90,6 +92,11 @@ class Compiler:
         if clause.modifier in ("identifier", "of-type"):
             table, code = s.idx_token, f"{code}:{clause.modifier}"
         key = s.param_key(res_type, code)
+        if code == "_text":  # every word of the value starts a word of the narrative
+            words = [[w for w in normalize(v.text).split() if w] for v in clause.values]
+            return or_(*[and_(*[r.c.rid.in_(select(table.c.rid).where(
+                table.c.pkey == key, table.c.value >= w, table.c.value < w + _TOP)) for w in ws])
+                for ws in words if ws])
         if ptype == "composite":
             types = self.registry.component_types(res_type, code)
             tests = [composite_test(types, v, table) for v in clause.values]
@@ -151,6 +158,13 @@ class Compiler:
         raise Invalid(f"Searching on {ptype} parameters is not supported", ptype)
 
     def _special(self, clause: Clause, r: FromClause) -> ColumnElement[bool]:
+        if clause.name.startswith("_list"):
+            lists, ref = aliased(_R), s.idx_reference
+            members = (select(ref.c.ref_type, ref.c.ref_id).join(lists, lists.c.rid == ref.c.rid)
+                       .where(lists.c.res_type == "List", lists.c.deleted == false(),
+                              lists.c.res_id.in_([v.text for v in clause.values]),
+                              ref.c.pkey == s.param_key("List", "item")))
+            return tuple_(r.c.res_type, r.c.res_id).in_(members)
         if clause.name.startswith("_id"):
             ids = r.c.res_id.in_([v.text for v in clause.values])
             return not_(ids) if clause.modifier == "not" else ids
@@ -303,61 +317,56 @@ class Searcher:
         return int(conn.execute(select(func.count()).select_from(_R).where(*self.where(q))).scalar_one())
 
     def run(self, conn: Connection, q: Query, count: int) -> SearchResult:
+        """One page of matches (keyset paging, see ``store.paging``), the total when asked
+        for, and the included resources of the page."""
         conds = self.where(q)
-        base = (select(_R.c.rid, _R.c.res_type, _R.c.res_id, _V.c.content)
-                .join(_V, and_(_V.c.rid == _R.c.rid, _V.c.version == _R.c.version)))
-        cursor = q.cursor or ""
-        result = SearchResult([])
-        if q.sort and not all(k == "_id" for k, _ in q.sort):
-            offset = int(cursor[1:]) if cursor.startswith("o") and cursor[1:].isdigit() else 0
-            order = [self._sort_key(q, code, desc) for code, desc in q.sort] + [_R.c.rid]
-            rows = conn.execute(base.where(*conds).order_by(*order).offset(offset)
-                                .limit(count + 1)).all()
-            more = len(rows) > count
-            result.matches = [Hit(*row) for row in rows[:count]]
-            result.next_cursor = f"o{offset + count}" if more else None
-            result.prev_cursor = f"o{max(0, offset - count)}" if offset else None
-        else:
-            desc = bool(q.sort and q.sort[0][1])
-            forward = not cursor.startswith(("b", "last"))
-            if cursor[:1] in ("a", "b") and cursor[1:].isdigit():
-                pos = int(cursor[1:])
-                after = (cursor[0] == "a") != desc
-                conds.append(_R.c.rid > pos if after else _R.c.rid < pos)
-            ascending = forward != desc
-            order = _R.c.rid.asc() if ascending else _R.c.rid.desc()
-            rows = conn.execute(base.where(*conds).order_by(order).limit(count + 1)).all()
-            more = len(rows) > count
-            rows = rows[:count]
-            if not forward:
-                rows.reverse()
-            result.matches = [Hit(*row) for row in rows]
-            if rows:
-                first, last = rows[0].rid, rows[-1].rid
-                has_next = more if forward else bool(cursor.startswith("b"))
-                has_prev = bool(cursor) if forward else more
-                result.next_cursor = f"a{last}" if has_next else None
-                result.prev_cursor = f"b{first}" if has_prev else None
+        keys = [self._sort_key(q, code, desc) for code, desc in q.sort]
+        cursor = paging.decode(q.cursor)
+        reverse = cursor is not None and cursor.direction in (paging.PREV, paging.LAST)
+        if cursor is not None and cursor.direction != paging.LAST:
+            conds.append(paging.position(keys, _R.c.rid, cursor))
+        query = (select(_R.c.rid, _R.c.res_type, _R.c.res_id, _V.c.content, *[k for k, _ in keys])
+                 .join(_V, and_(_V.c.rid == _R.c.rid, _V.c.version == _R.c.version))
+                 .where(*conds).order_by(*paging.order_by(keys, _R.c.rid, reverse)).limit(count + 1))
+        rows = conn.execute(query).all()
+        more = len(rows) > count
+        rows = rows[:count]
+        if reverse:
+            rows.reverse()
+        result = SearchResult([Hit(r[0], r[1], r[2], r[3]) for r in rows])
+        if rows:
+            def at(row: Any, direction: str) -> str:
+                return paging.Cursor(direction, tuple(row[4:]), row[0]).encode()
+            has_next = more if not reverse else cursor is not None and cursor.direction == paging.PREV
+            has_prev = (cursor is not None) if not reverse else more
+            result.next_cursor = at(rows[-1], paging.NEXT) if has_next else None
+            result.prev_cursor = at(rows[0], paging.PREV) if has_prev else None
         if q.total in ("accurate", "estimate") or q.summary == "count":
             result.total = self.count(conn, q)
         if q.include or q.revinclude:
             result.included = self.includes(conn, q, result.matches)
         return result
 
-    def _sort_key(self, q: Query, code: str, desc: bool) -> ColumnElement[object]:
+    def _sort_key(self, q: Query, code: str, desc: bool) -> tuple[ColumnElement[Any], bool]:
+        """The SQL expression to sort by for ``code`` and its direction. A resource with several
+        values sorts by its lowest ascending and its highest descending (search.html#sort)."""
         if code == "_lastUpdated":
-            return _R.c.last_updated.desc() if desc else _R.c.last_updated.asc()
+            return _R.c.last_updated, desc
+        if code == "_id":
+            return _R.c.res_id, desc
         rtype = q.res_types[0] if q.res_types else "Resource"
         sp = self.registry.get(rtype, code)
-        if sp is None or sp.type not in _TABLE_OF_TYPE:
+        if sp is None or sp.type not in _TABLE_OF_TYPE or sp.type == "composite":
             raise Invalid(f"Cannot sort by {code!r}", "_sort")
         t = _TABLE_OF_TYPE[sp.type]
         col = {"string": "value", "token": "code", "date": "low", "number": "value",
                "quantity": "value", "reference": "ref_id", "uri": "value"}[sp.type]
+        if sp.type == "date" and desc:
+            col = "high"
         agg = func.max(t.c[col]) if desc else func.min(t.c[col])
         sub = (select(agg).where(t.c.rid == _R.c.rid, t.c.pkey == s.param_key(rtype, code))
                .scalar_subquery())
-        return sub.desc().nulls_last() if desc else sub.asc().nulls_last()
+        return sub, desc
 
     def includes(self, conn: Connection, q: Query, hits: list[Hit]) -> list[Hit]:
         """_include and _revinclude (with :iterate, up to 4 rounds) for a page of matches."""
