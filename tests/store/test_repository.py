@@ -146,3 +146,15 @@ def test_a_failure_mid_write_leaves_no_partial_record(repo: Repository, monkeypa
         repo.create(dict(PATIENT))
     for table in (schema.resources, schema.resource_versions, schema.idx_string, schema.compartments):
         assert rows(repo, table) == 0
+
+
+def test_resource_breaking_a_uk_core_extension_definition_is_422(repo: Repository) -> None:
+    """UK Core says EthnicCategory holds a CodeableConcept; a string there is refused on write."""
+    bad = {"resourceType": "Patient",
+           "meta": {"profile": ["https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient"]},
+           "extension": [{"url": "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-EthnicCategory",
+                          "valueString": "British"}]}
+    with pytest.raises(Unprocessable) as err:
+        repo.create(bad)
+    assert err.value.issues[0].expression == ("Patient.extension[0].valueString",)
+    assert rows(repo, schema.resources) == 0

@@ -74,11 +74,21 @@ async def read_body(request: Request) -> dict[str, Any]:
     if not raw:
         raise Invalid("The request has no body")
     if ctype in _XML_BODY:
-        return parse_xml(raw)
+        return _writable(parse_xml(raw))
     if ctype not in _JSON_BODY and ctype != "":
         raise UnsupportedMediaType(f"Content-Type {ctype!r} is not supported; use "
                                    "application/fhir+json or application/fhir+xml")
-    return parse_json(raw)
+    return _writable(parse_json(raw))
+
+
+def _writable(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` if the store can serialise it: orjson writes at most 255 nested arrays and
+    objects, and reads up to 1024, so a deeper body would otherwise fail only when written."""
+    try:
+        orjson.dumps(doc)
+    except TypeError:
+        raise Invalid("The body is nested too deeply (at most 255 levels of objects and arrays)") from None
+    return doc
 
 
 def parse_json(raw: bytes) -> dict[str, Any]:

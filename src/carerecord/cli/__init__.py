@@ -110,7 +110,7 @@ def demo(people: int, seed: int, host: str | None, port: int | None, workers: in
     if _exists(repo, marker[0], marker[1]):
         click.echo("The demo community is already loaded in this database.")
     else:
-        with _progress() as progress:
+        with _progress() as progress, loader:
             task = progress.add_task("Loading the demo community", total=people + 1)
             for doc in _chain(first, bundles):
                 loader.load_bundle("demo", doc, report)
@@ -140,7 +140,7 @@ def load(paths: tuple[Path, ...], database: str | None, data_dir: Path | None) -
     loader = Loader(Interactions(repo, settings.fhir_base()))
     report = LoadReport()
     started = time.perf_counter()
-    with _progress() as progress:
+    with _progress() as progress, loader:
         task = progress.add_task("Loading", total=len(files))
         for f in files:
             loader.load_file(f, report)

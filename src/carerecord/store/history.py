@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, and_, exists, func, select, tuple_
+from sqlalchemy import Engine, and_, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
 from carerecord.errors import NotFound
@@ -50,7 +50,10 @@ def history(engine: Engine, res_type: str | None = None, res_id: str | None = No
                                           later.c.last_updated <= at[0])))
     base_conds = list(conds)
     if cursor is not None:
-        conds.append(tuple_(_V.c.last_updated, _V.c.rid, _V.c.version) < tuple_(*cursor))
+        lu, rid, ver = cursor  # (lu, rid, version) < cursor, spelt out so indexes on lu are used
+        conds.append(_V.c.last_updated <= lu)
+        conds.append(or_(_V.c.last_updated < lu, and_(_V.c.last_updated == lu, or_(
+            _V.c.rid < rid, and_(_V.c.rid == rid, _V.c.version < ver)))))
     q = q.where(*conds).order_by(_V.c.last_updated.desc(), _V.c.rid.desc(), _V.c.version.desc())
     with engine.connect() as conn:
         rows = conn.execute(q.limit(count + 1)).all()

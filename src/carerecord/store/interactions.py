@@ -8,6 +8,7 @@ in a transaction Bundle behaves exactly like one sent on its own. Each returns a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -38,6 +39,15 @@ class Result:
 def check_type(res_type: str) -> None:
     if res_type not in model.resource_types():
         raise NotFound(f"Unknown resource type {res_type!r}")
+
+
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def check_id(res_id: str, where: str = "id") -> None:
+    """A logical id must be 1-64 of A-Z a-z 0-9 - . (http://hl7.org/fhir/R4/datatypes.html#id)."""
+    if not _ID.fullmatch(res_id):
+        raise Invalid(f"{res_id!r} is not a valid resource id (1-64 letters, digits, '-' or '.')", where)
 
 
 def query_pairs(query: str) -> list[tuple[str, str]]:
@@ -110,6 +120,7 @@ class Interactions:
     def update(self, unit: Unit, res_type: str, res_id: str, resource: dict[str, Any],
                if_match: int | None = None) -> Result:
         check_type(res_type)
+        check_id(res_id)
         check(resource)
         self.check_references(unit, [(res_type, resource)])
         stored, created = unit.update(res_type, res_id, resource, if_match=if_match, validated=True)

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from carerecord.errors import Invalid, Issue, Unprocessable
+from carerecord.fhir import profiles
 from carerecord.fhir.indexing import IndexRows, extract, normalize, patient_compartments
 from carerecord.fhir.search_params import SearchParamRegistry
 from carerecord.fhir.validation import validate
@@ -42,15 +43,18 @@ def check(resource: dict[str, Any]) -> None:
     profile, NHS number) is 422 Unprocessable, as http://hl7.org/fhir/R4/http.html#2.21.0.3
     distinguishes them."""
     issues = [i for i in validate(resource) if i.severity in ("error", "fatal")]
-    if not issues:
-        if resource.get("resourceType") == "SearchParameter":
-            from carerecord.store.reindex import check_search_parameter
+    if issues:
+        if any(i.code == "structure" for i in issues):
+            raise Invalid.of(issues)
+        raise Unprocessable.of(issues)
+    # Claimed UK Core profiles and the UK Core extensions used anywhere in the resource.
+    broken = [i for i in profiles.validate(resource) if i.severity in ("error", "fatal")]
+    if broken:
+        raise Unprocessable.of(broken)
+    if resource.get("resourceType") == "SearchParameter":
+        from carerecord.store.reindex import check_search_parameter
 
-            check_search_parameter(resource)
-        return
-    if any(i.code == "structure" for i in issues):
-        raise Invalid.of(issues)
-    raise Unprocessable.of(issues)
+        check_search_parameter(resource)
 
 
 def stamp(resource: dict[str, Any], res_id: str, version: int, last_updated: int) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from carerecord.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
@@ -93,14 +93,19 @@ class Unit:
     def currents(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Current]:
         """Current rows for many (type, id) pairs in one query."""
         out: dict[tuple[str, str], Current] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            q = select(_R.c.res_type, _R.c.res_id, _R.c.rid, _R.c.version, _R.c.deleted).where(
-                tuple_(_R.c.res_type, _R.c.res_id).in_(chunk))
-            if self.repo.is_postgres:
-                q = q.with_for_update()
-            for row in self.conn.execute(q):
-                out[(row.res_type, row.res_id)] = Current(row.rid, row.version, row.deleted)
+        by_type: dict[str, list[str]] = {}
+        for t, i in keys:
+            by_type.setdefault(t, []).append(i)
+        # One "res_type = ? AND res_id IN (...)" per type: SQLite scans the whole index for a
+        # row-value "(res_type, res_id) IN (...)" but seeks for this form.
+        for t, ids in by_type.items():
+            for start in range(0, len(ids), 500):
+                q = select(_R.c.res_id, _R.c.rid, _R.c.version, _R.c.deleted).where(
+                    _R.c.res_type == t, _R.c.res_id.in_(ids[start:start + 500]))
+                if self.repo.is_postgres:
+                    q = q.with_for_update()
+                for row in self.conn.execute(q):
+                    out[(t, row.res_id)] = Current(row.rid, row.version, row.deleted)
         return out
 
     def read(self, res_type: str, res_id: str) -> Stored:

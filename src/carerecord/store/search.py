@@ -19,6 +19,7 @@ from sqlalchemy import (
     FromClause,
     Select,
     and_,
+    exists,
     false,
     func,
     literal,
@@ -26,7 +27,6 @@ from sqlalchemy import (
     or_,
     select,
     true,
-    tuple_,
 )
 from sqlalchemy.orm import aliased
 
@@ -160,11 +160,11 @@ class Compiler:
     def _special(self, clause: Clause, r: FromClause) -> ColumnElement[bool]:
         if clause.name.startswith("_list"):
             lists, ref = aliased(_R), s.idx_reference
-            members = (select(ref.c.ref_type, ref.c.ref_id).join(lists, lists.c.rid == ref.c.rid)
-                       .where(lists.c.res_type == "List", lists.c.deleted == false(),
-                              lists.c.res_id.in_([v.text for v in clause.values]),
-                              ref.c.pkey == s.param_key("List", "item")))
-            return tuple_(r.c.res_type, r.c.res_id).in_(members)
+            return exists().where(
+                lists.c.res_type == "List", lists.c.res_id.in_([v.text for v in clause.values]),
+                lists.c.deleted == false(), ref.c.rid == lists.c.rid,
+                ref.c.pkey == s.param_key("List", "item"),
+                ref.c.ref_type == r.c.res_type, ref.c.ref_id == r.c.res_id)
         if clause.name.startswith("_id"):
             ids = r.c.res_id.in_([v.text for v in clause.values])
             return not_(ids) if clause.modifier == "not" else ids
@@ -173,13 +173,14 @@ class Compiler:
     def _chain(self, clause: Clause, res_type: str, r: FromClause) -> ColumnElement[bool]:
         assert clause.param is not None and clause.chain is not None
         ref = s.idx_reference
-        target = aliased(_R)
-        inner = or_(*[and_(target.c.res_type == t, self.predicate(clause.chain, t, target))
-                      for t in clause.chain_types])
-        found = select(target.c.res_type, target.c.res_id).where(target.c.deleted == false(), inner)
+        per_type = []
+        for t in clause.chain_types:
+            target = aliased(_R)
+            found = select(target.c.res_id).where(target.c.res_type == t, target.c.deleted == false(),
+                                                  self.predicate(clause.chain, t, target))
+            per_type.append(and_(ref.c.ref_id.in_(found), ref.c.ref_type == t))
         return r.c.rid.in_(select(ref.c.rid).where(
-            ref.c.pkey == s.param_key(res_type, clause.param.code),
-            tuple_(ref.c.ref_type, ref.c.ref_id).in_(found)))
+            ref.c.pkey == s.param_key(res_type, clause.param.code), or_(*per_type)))
 
     def _has(self, clause: Clause, res_type: str, r: FromClause) -> ColumnElement[bool]:
         assert clause.has is not None and clause.chain is not None
@@ -190,6 +191,16 @@ class Compiler:
                                               self.predicate(clause.chain, src, source))
         return r.c.res_id.in_(select(ref.c.ref_id).where(
             ref.c.pkey == s.param_key(src, code), ref.c.ref_type == res_type, ref.c.rid.in_(matching)))
+
+
+def _keys_in(type_col: ColumnElement[str], id_col: ColumnElement[str],
+             keys: list[tuple[str, str]]) -> ColumnElement[bool]:
+    """(type, id) in ``keys``, as one "type = ? AND id IN (...)" per type, which SQLite answers
+    from an index (it scans for a row-value IN)."""
+    by_type: dict[str, list[str]] = {}
+    for t, i in keys:
+        by_type.setdefault(t, []).append(i)
+    return or_(*[and_(type_col == t, id_col.in_(ids)) for t, ids in by_type.items()])
 
 
 def _token(v: Value, t: FromClause, system: str = "system", code: str = "code") -> ColumnElement[bool]:
@@ -430,6 +441,5 @@ class Searcher:
              .select_from(ref)
              .join(_R, _R.c.rid == ref.c.rid)
              .join(_V, and_(_V.c.rid == _R.c.rid, _V.c.version == _R.c.version))
-             .where(ref.c.pkey.in_(self._keys(src, code)),
-                    tuple_(ref.c.ref_type, ref.c.ref_id).in_(keys)))
+             .where(ref.c.pkey.in_(self._keys(src, code)), _keys_in(ref.c.ref_type, ref.c.ref_id, keys)))
         return [Hit(*row) for row in conn.execute(q.distinct())]

@@ -23,7 +23,7 @@ from carerecord.errors import FhirError, Invalid, Issue, NotFound, PreconditionF
 from carerecord.fhir import bundle as fb
 from carerecord.fhir.outcome import outcome
 from carerecord.fhir.references import local_reference, reference_objects, split_relative
-from carerecord.store.interactions import Interactions, Result, check_type
+from carerecord.store.interactions import Interactions, Result, check_id, check_type
 from carerecord.store.prepare import Prepared, check, prepare
 from carerecord.store.records import Stored, iso_instant
 from carerecord.store.repository import Current, Unit, new_id
@@ -50,13 +50,27 @@ class Entry:
     body: bytes | None = None
 
 
+def _locate(expr: str, where: str) -> str:
+    """An issue expression from inside an entry, made relative to the Bundle: "Patient.name"
+    and "id" are in the entry's resource, "request.url" is in the entry itself."""
+    head = expr.split(".", 1)[0].split("[", 1)[0]
+    if expr.startswith("Bundle."):
+        return expr
+    if head == "request":
+        return f"{where}.{expr}"
+    if head[:1].isupper():  # starts with the resource type
+        return f"{where}.resource{expr[len(head):]}"
+    return f"{where}.resource.{expr}"
+
+
 def _fail(err: FhirError, index: int) -> FhirError:
     """The same error, with every issue located inside entry ``index`` of the Bundle."""
     where = f"Bundle.entry[{index}]"
     issues = []
     for i in err.issues:
-        exprs = tuple(f"{where}.resource" + (e[e.index("."):] if "." in e else "") for e in i.expression)
-        issues.append(Issue(i.severity, i.code, f"{where}: {i.diagnostics}", exprs or (where,)))
+        exprs = tuple(_locate(e, where) for e in i.expression)
+        text = i.diagnostics if i.diagnostics.startswith(where) else f"{where}: {i.diagnostics}"
+        issues.append(Issue(i.severity, i.code, text, exprs or (where,)))
     return type(err).of(issues)
 
 
@@ -129,6 +143,7 @@ class TransactionProcessor:
                 self._allocate(unit, e, mapping)
             except FhirError as err:
                 raise _fail(err, e.index) from None
+        self._check_overlaps(entries)
         for e in entries:  # rewrite urn:uuid and conditional references everywhere
             if e.resource is not None:
                 try:
@@ -155,7 +170,24 @@ class TransactionProcessor:
                 raise _fail(err, e.index) from None
         self._flush(unit, writes)
 
+    @staticmethod
+    def _check_overlaps(entries: list[Entry]) -> None:
+        """Two entries may not write the same resource (http.html#trules: overlapping
+        identities in a transaction are an error)."""
+        seen: dict[tuple[str, str], int] = {}
+        for e in entries:
+            if e.method in ("GET", "HEAD") or e.res_id is None or (e.result and e.method == "POST"):
+                continue
+            key = (e.res_type, e.res_id)
+            if key in seen:
+                raise Invalid(f"Bundle.entry[{e.index}] writes {key[0]}/{key[1]}, which "
+                              f"Bundle.entry[{seen[key]}] also writes", f"Bundle.entry[{e.index}].request")
+            seen[key] = e.index
+
     def _allocate(self, unit: Unit, e: Entry, mapping: dict[str, str]) -> None:
+        if e.method in ("DELETE", "PATCH") and e.res_id is None and not e.query:
+            raise Invalid(f"{e.method} {e.url} names no resource: give an id or search criteria",
+                          "request.url")
         if e.method not in ("POST", "PUT"):
             return
         assert e.resource is not None
@@ -180,6 +212,7 @@ class TransactionProcessor:
             e.res_id = hits[0].res_id if hits else (e.resource.get("id") or new_id())
         if not e.res_id:
             raise Invalid(f"PUT {e.url} names no id", "request.url")
+        check_id(e.res_id, "request.url")
         if e.full_url:
             mapping[e.full_url] = f"{e.res_type}/{e.res_id}"
 
