@@ -84,7 +84,7 @@ idx_string = Table(
     Column("value", KEY_TEXT, nullable=False),
     Column("exact", KEY_TEXT, nullable=False),
     Index("ix_string_value", "pkey", "value"),
-    Index("ix_string_rid", "rid"),
+    Index("ix_string_rid", "rid", "pkey"),
 )
 
 idx_token = Table(
@@ -95,7 +95,7 @@ idx_token = Table(
     Column("code", KEY_TEXT, nullable=True),
     Column("text", KEY_TEXT, nullable=True),
     Index("ix_token_code", "pkey", "code", "system"),
-    Index("ix_token_rid", "rid"),
+    Index("ix_token_rid", "rid", "pkey"),
 )
 
 idx_date = Table(
@@ -105,7 +105,7 @@ idx_date = Table(
     Column("low", BigInteger, nullable=False),
     Column("high", BigInteger, nullable=False),
     Index("ix_date_range", "pkey", "low", "high"),
-    Index("ix_date_rid", "rid"),
+    Index("ix_date_rid", "rid", "pkey"),
 )
 
 idx_number = Table(
@@ -116,7 +116,7 @@ idx_number = Table(
     Column("low", Float, nullable=False),
     Column("high", Float, nullable=False),
     Index("ix_number_value", "pkey", "value"),
-    Index("ix_number_rid", "rid"),
+    Index("ix_number_rid", "rid", "pkey"),
 )
 
 idx_quantity = Table(
@@ -129,7 +129,7 @@ idx_quantity = Table(
     Column("low", Float, nullable=False),
     Column("high", Float, nullable=False),
     Index("ix_quantity_value", "pkey", "code", "value"),
-    Index("ix_quantity_rid", "rid"),
+    Index("ix_quantity_rid", "rid", "pkey"),
 )
 
 idx_reference = Table(
@@ -141,7 +141,7 @@ idx_reference = Table(
     Column("url", KEY_TEXT, nullable=True),
     Index("ix_reference_target", "pkey", "ref_id", "ref_type"),
     Index("ix_reference_reverse", "ref_type", "ref_id"),
-    Index("ix_reference_rid", "rid"),
+    Index("ix_reference_rid", "rid", "pkey"),
 )
 
 idx_uri = Table(
@@ -150,7 +150,7 @@ idx_uri = Table(
     Column("pkey", BigInteger, nullable=False),
     Column("value", KEY_TEXT, nullable=False),
     Index("ix_uri_value", "pkey", "value"),
-    Index("ix_uri_rid", "rid"),
+    Index("ix_uri_rid", "rid", "pkey"),
 )
 
 # Composite parameters (search.html#composite): every R4 composite starts with a token (or a
@@ -171,7 +171,7 @@ idx_composite = Table(
     Column("c_low", Float, nullable=True),
     Column("c_high", Float, nullable=True),
     Index("ix_composite_a", "pkey", "a_code", "a_system"),
-    Index("ix_composite_rid", "rid"),
+    Index("ix_composite_rid", "rid", "pkey"),
 )
 
 INDEX_TABLES = {

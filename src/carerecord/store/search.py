@@ -70,13 +70,19 @@ class Compiler:
     def __init__(self, registry: SearchParamRegistry) -> None:
         self.registry = registry
 
-    def predicate(self, clause: Clause, res_type: str, r: FromClause) -> ColumnElement[bool]:
+    def predicate(self, clause: Clause, res_type: str, r: FromClause, *,
+                  probe: bool = False) -> ColumnElement[bool]:
         """A boolean SQL expression true for the rows of ``r`` (a resources alias) of type
-        ``res_type`` that satisfy ``clause``."""
+        ``res_type`` that satisfy ``clause``.
+
+        As a driver (``probe`` False) it is ``rid IN (SELECT rid FROM idx ...)``: the index
+        rows found become the rows to fetch. As a probe it is a correlated ``EXISTS`` on the
+        (rid, pkey) index, checking only the rows the driver found, so a broad clause (a
+        common code, a date range) never materialises its whole match list."""
         if clause.has is not None:
             return self._has(clause, res_type, r)
         if clause.chain is not None:
-            return self._chain(clause, res_type, r)
+            return self._chain(clause, res_type, r, probe)
         if clause.param is None:
             return self._special(clause, r)
         code = clause.param.code
@@ -87,22 +93,22 @@ class Compiler:
         if table is None:
             raise Invalid(f"Searching on {ptype} parameter {code!r} is not supported", clause.name)
         if clause.modifier == "missing":
-            present = r.c.rid.in_(select(table.c.rid).where(table.c.pkey == s.param_key(res_type, code)))
+            present = _rows(table, r, probe, table.c.pkey == s.param_key(res_type, code))
             return or_(*[not_(present) if v.text == "true" else present for v in clause.values])
         if clause.modifier in ("identifier", "of-type"):
             table, code = s.idx_token, f"{code}:{clause.modifier}"
         key = s.param_key(res_type, code)
         if code == "_text":  # every word of the value starts a word of the narrative
             words = [[w for w in normalize(v.text).split() if w] for v in clause.values]
-            return or_(*[and_(*[r.c.rid.in_(select(table.c.rid).where(
-                table.c.pkey == key, table.c.value >= w, table.c.value < w + _TOP)) for w in ws])
-                for ws in words if ws])
+            return or_(*[and_(*[_rows(table, r, probe, table.c.pkey == key, table.c.value >= w,
+                                       table.c.value < w + _TOP) for w in ws])
+                         for ws in words if ws])
         if ptype == "composite":
             types = self.registry.component_types(res_type, code)
             tests = [composite_test(types, v, table) for v in clause.values]
         else:
             tests = [self._value(ptype, clause.modifier, v, table) for v in clause.values]
-        matched = r.c.rid.in_(select(table.c.rid).where(table.c.pkey == key, or_(*tests)))
+        matched = _rows(table, r, probe, table.c.pkey == key, or_(*tests))
         return not_(matched) if clause.modifier == "not" else matched
 
     # -- value tests, one per parameter type ---------------------------------------------------
@@ -170,17 +176,21 @@ class Compiler:
             return not_(ids) if clause.modifier == "not" else ids
         return or_(*[date_test(v, r.c.last_updated, r.c.last_updated) for v in clause.values])
 
-    def _chain(self, clause: Clause, res_type: str, r: FromClause) -> ColumnElement[bool]:
+    def _chain(self, clause: Clause, res_type: str, r: FromClause, probe: bool) -> ColumnElement[bool]:
         assert clause.param is not None and clause.chain is not None
         ref = s.idx_reference
+        key = s.param_key(res_type, clause.param.code)
         per_type = []
         for t in clause.chain_types:
             target = aliased(_R)
-            found = select(target.c.res_id).where(target.c.res_type == t, target.c.deleted == false(),
-                                                  self.predicate(clause.chain, t, target))
-            per_type.append(and_(ref.c.ref_id.in_(found), ref.c.ref_type == t))
-        return r.c.rid.in_(select(ref.c.rid).where(
-            ref.c.pkey == s.param_key(res_type, clause.param.code), or_(*per_type)))
+            inner = self.predicate(clause.chain, t, target)
+            if keyed_by_id(clause.chain):
+                inner = and_(target.c.res_type == t, target.c.deleted == false(), inner)
+            found = select(target.c.res_id).where(inner)
+            # One lookup per target type, so (pkey, ref_id) is an index seek for each.
+            per_type.append(_rows(ref, r, probe, ref.c.pkey == key, ref.c.ref_type == t,
+                                  ref.c.ref_id.in_(found)))
+        return or_(*per_type)
 
     def _has(self, clause: Clause, res_type: str, r: FromClause) -> ColumnElement[bool]:
         assert clause.has is not None and clause.chain is not None
@@ -191,6 +201,39 @@ class Compiler:
                                               self.predicate(clause.chain, src, source))
         return r.c.res_id.in_(select(ref.c.ref_id).where(
             ref.c.pkey == s.param_key(src, code), ref.c.ref_type == res_type, ref.c.rid.in_(matching)))
+
+
+def _rows(table: FromClause, r: FromClause, probe: bool,
+          *conds: ColumnElement[bool]) -> ColumnElement[bool]:
+    """Resource rows of ``r`` having index rows in ``table`` that meet ``conds``: a driving
+    ``rid IN (...)`` or a correlated ``EXISTS`` probe (see :meth:`Compiler.predicate`)."""
+    if probe:
+        return exists().where(table.c.rid == r.c.rid, *conds)
+    return r.c.rid.in_(select(table.c.rid).where(*conds))
+
+
+# How selective a clause usually is (lower drives the query). A reference to one resource or
+# an identifier finds a handful of rows; a code or name prefix more; a date range most.
+_RANK = {"reference": 1, "token": 3, "uri": 3, "string": 4, "composite": 4, "quantity": 5,
+         "number": 5, "date": 7}
+
+
+def keyed_by_id(clause: Clause) -> bool:
+    """Whether the clause's predicate matches on res_id (_id, _list, _lastUpdated, _has) rather
+    than on index rows, so res_type and deleted must be filtered beside it."""
+    return clause.param is None or clause.has is not None
+
+
+def rank(clause: Clause) -> int:
+    if clause.modifier in ("missing", "not"):
+        return 99  # matches most rows: never the driver
+    if clause.param is None:
+        return 0 if clause.name.startswith("_id") else 50  # _id is a key lookup
+    if clause.chain is not None or clause.has is not None:
+        return 6
+    if clause.param.code in ("identifier", "patient", "subject") or clause.modifier == "identifier":
+        return 1
+    return _RANK.get(clause.param.type, 10)
 
 
 def _keys_in(type_col: ColumnElement[str], id_col: ColumnElement[str],
@@ -307,8 +350,17 @@ class Searcher:
             comp = s.compartments
             conds.append(r.c.rid.in_(select(comp.c.rid).where(comp.c.patient_id == q.compartment)))
         if len(types) == 1:
-            conds.append(r.c.res_type == types[0])
-            conds += [self.compiler.predicate(c, types[0], r) for c in q.clauses]
+            # Drive from the most selective clause that finds index rows; the others probe the
+            # rows it found. Index rows exist only for live resources of the key's type, so
+            # res_type needs filtering only when nothing drives (or _id, a key lookup, does).
+            ordered = sorted(q.clauses, key=rank)
+            driver = ordered[0] if ordered and rank(ordered[0]) < 50 else None
+            if q.compartment is not None:
+                driver = None  # the compartment's rows drive
+            if driver is None or keyed_by_id(driver):
+                conds.append(r.c.res_type == types[0])
+            for c in ordered:
+                conds.append(self.compiler.predicate(c, types[0], r, probe=c is not driver))
         else:
             if q.res_types:
                 conds.append(r.c.res_type.in_(types))

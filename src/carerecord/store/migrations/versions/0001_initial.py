@@ -31,7 +31,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('idx_date', schema=None) as batch_op:
         batch_op.create_index('ix_date_range', ['pkey', 'low', 'high'], unique=False)
-        batch_op.create_index('ix_date_rid', ['rid'], unique=False)
+        batch_op.create_index('ix_date_rid', ['rid', 'pkey'], unique=False)
 
     op.create_table('idx_number',
     sa.Column('rid', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -41,7 +41,7 @@ def upgrade() -> None:
     sa.Column('high', sa.Float(), nullable=False)
     )
     with op.batch_alter_table('idx_number', schema=None) as batch_op:
-        batch_op.create_index('ix_number_rid', ['rid'], unique=False)
+        batch_op.create_index('ix_number_rid', ['rid', 'pkey'], unique=False)
         batch_op.create_index('ix_number_value', ['pkey', 'value'], unique=False)
 
     op.create_table('idx_quantity',
@@ -54,7 +54,7 @@ def upgrade() -> None:
     sa.Column('high', sa.Float(), nullable=False)
     )
     with op.batch_alter_table('idx_quantity', schema=None) as batch_op:
-        batch_op.create_index('ix_quantity_rid', ['rid'], unique=False)
+        batch_op.create_index('ix_quantity_rid', ['rid', 'pkey'], unique=False)
         batch_op.create_index('ix_quantity_value', ['pkey', 'code', 'value'], unique=False)
 
     op.create_table('idx_reference',
@@ -66,7 +66,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('idx_reference', schema=None) as batch_op:
         batch_op.create_index('ix_reference_reverse', ['ref_type', 'ref_id'], unique=False)
-        batch_op.create_index('ix_reference_rid', ['rid'], unique=False)
+        batch_op.create_index('ix_reference_rid', ['rid', 'pkey'], unique=False)
         batch_op.create_index('ix_reference_target', ['pkey', 'ref_id', 'ref_type'], unique=False)
 
     op.create_table('idx_string',
@@ -76,7 +76,7 @@ def upgrade() -> None:
     sa.Column('exact', sa.Text().with_variant(sa.Text(collation='C'), 'postgresql'), nullable=False)
     )
     with op.batch_alter_table('idx_string', schema=None) as batch_op:
-        batch_op.create_index('ix_string_rid', ['rid'], unique=False)
+        batch_op.create_index('ix_string_rid', ['rid', 'pkey'], unique=False)
         batch_op.create_index('ix_string_value', ['pkey', 'value'], unique=False)
 
     op.create_table('idx_token',
@@ -88,7 +88,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('idx_token', schema=None) as batch_op:
         batch_op.create_index('ix_token_code', ['pkey', 'code', 'system'], unique=False)
-        batch_op.create_index('ix_token_rid', ['rid'], unique=False)
+        batch_op.create_index('ix_token_rid', ['rid', 'pkey'], unique=False)
 
     op.create_table('idx_uri',
     sa.Column('rid', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -96,7 +96,7 @@ def upgrade() -> None:
     sa.Column('value', sa.Text().with_variant(sa.Text(collation='C'), 'postgresql'), nullable=False)
     )
     with op.batch_alter_table('idx_uri', schema=None) as batch_op:
-        batch_op.create_index('ix_uri_rid', ['rid'], unique=False)
+        batch_op.create_index('ix_uri_rid', ['rid', 'pkey'], unique=False)
         batch_op.create_index('ix_uri_value', ['pkey', 'value'], unique=False)
 
     op.create_table('resource_versions',

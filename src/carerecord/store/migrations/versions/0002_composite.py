@@ -4,9 +4,8 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-23 01:13:08.725276
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0002'
 down_revision = '0001'
@@ -29,7 +28,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('idx_composite', schema=None) as batch_op:
         batch_op.create_index('ix_composite_a', ['pkey', 'a_code', 'a_system'], unique=False)
-        batch_op.create_index('ix_composite_rid', ['rid'], unique=False)
+        batch_op.create_index('ix_composite_rid', ['rid', 'pkey'], unique=False)
 
 
 
