@@ -18,6 +18,8 @@ Output (``src/carerecord/fhir/generated/``), never edited by hand:
   ``summaryElements``, ``{type: [name, ...]}``, the elements marked isSummary, for
   ``_summary=true`` (http://hl7.org/fhir/R4/search.html#summary).
 * ``search_parameters.json``: every SearchParameter, trimmed to the fields the server uses.
+* ``hierarchies.json``: parent codes of every is-a code system with nested concepts, for
+  token ``:below``/``:above`` searches.
 
 Run: ``python scripts/generate_fhir.py [DEFINITIONS_DIR]``.
 """
@@ -139,6 +141,28 @@ def expand(vs: dict[str, Any], codesystems: dict[str, dict[str, Any]],
     return {system: sorted(codes) for system, codes in result.items()}
 
 
+def hierarchies(source: Path) -> dict[str, dict[str, list[str]]]:
+    """{system: {code: [parent codes]}} of every code system whose nested concepts mean is-a,
+    for token :below/:above (http://hl7.org/fhir/R4/search.html#token)."""
+    out: dict[str, dict[str, list[str]]] = {}
+
+    def walk(concepts: list[dict[str, Any]], parent: str | None, into: dict[str, list[str]]) -> None:
+        for c in concepts:
+            parents = into.setdefault(c["code"], [])
+            if parent is not None and parent not in parents:
+                parents.append(parent)
+            walk(c.get("concept", []), c["code"], into)
+
+    for name in ("valuesets.json.gz", "v3-codesystems.json.gz", "v2-tables.json.gz"):
+        for entry in load(source, name)["entry"]:
+            cs = entry["resource"]
+            if cs["resourceType"] != "CodeSystem" or cs.get("hierarchyMeaning") != "is-a":
+                continue
+            if any("concept" in c for c in cs.get("concept", [])):
+                walk(cs["concept"], None, out.setdefault(cs["url"], {}))
+    return out
+
+
 def main(source: Path = DEFAULT_SOURCE) -> None:
     types = load(source, "profiles-types.json.gz")
     resources = load(source, "profiles-resources.json.gz")
@@ -216,6 +240,8 @@ def main(source: Path = DEFAULT_SOURCE) -> None:
            "unexpandedValueSets": unexpanded, "patientCompartment": compartment,
            "elementOrder": element_order, "summaryElements": summary}
     (OUT / "model.json").write_text(json.dumps(doc, separators=(",", ":"), sort_keys=True))
+    (OUT / "hierarchies.json").write_text(json.dumps(
+        {"meta": meta, "hierarchies": hierarchies(source)}, separators=(",", ":"), sort_keys=True))
     (OUT / "search_parameters.json").write_text(
         json.dumps({"meta": meta, "parameters": out_params}, separators=(",", ":"), sort_keys=True))
     print(f"{len(resource_types)} resource types, {len(model)} element tables, "

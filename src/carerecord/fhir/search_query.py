@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from carerecord.errors import Invalid
+from carerecord.fhir import terminology
 from carerecord.fhir.dates import date_range
 from carerecord.fhir.search_params import SearchParam, SearchParamRegistry
 
@@ -39,6 +40,7 @@ class Value:
     ref_type: str | None = None
     url: str | None = None
     parts: tuple[Value, ...] = ()  # composite: one value per component
+    codes: tuple[str, ...] = ()  # token :below/:above: the codes of the subsumption closure
 
 
 @dataclass(slots=True)
@@ -119,6 +121,16 @@ def parse_value(param_type: str, raw: str, where: str, modifier: str | None) -> 
             raise Invalid(f":missing takes true or false, not {raw!r}", where)
         return Value(text=raw)
     if param_type == "token":
+        if modifier in ("below", "above"):
+            parts = split_escaped(raw, "|")
+            if len(parts) != 2 or not parts[0] or not parts[1]:
+                raise Invalid(f":{modifier} on a token needs system|code, not {raw!r}", where)
+            system, code = unescape(parts[0]), unescape(parts[1])
+            closure = (terminology.below if modifier == "below" else terminology.above)(system, code)
+            if closure is None:
+                raise Invalid(f"The hierarchy of {system} is not known to this server, so "
+                              f":{modifier} cannot be evaluated", where)
+            return Value(system=system, text=code, codes=tuple(sorted(closure)))
         if modifier == "text":
             return Value(text=unescape(raw))
         if modifier == "of-type":

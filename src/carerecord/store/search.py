@@ -121,6 +121,8 @@ class Compiler:
                 return and_(t.c.text >= n, t.c.text < n + _TOP)
             if mod == "of-type":
                 return and_(t.c.system == v.system, t.c.code == v.text)
+            if mod in ("below", "above"):
+                return and_(t.c.system == v.system, t.c.code.in_(v.codes))
             if mod not in (None, "not"):
                 raise Invalid(f"Modifier :{mod} is not supported on token parameters", mod)
             return _token(v, t)
