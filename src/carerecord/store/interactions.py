@@ -90,16 +90,17 @@ class Interactions:
                                   [Issue("error", "not-found", f"Reference {ref} does not resolve "
                                          "to an entry of this Bundle", (path,))])
                 pair = split_relative(ref)
-                if pair and pair not in pending:
+                if pair and pair not in pending and pair not in unit.known:
                     wanted.setdefault(pair, path)
         if not wanted:
             return
-        found = unit.currents(list(wanted))
+        found = unit.currents(list(wanted), lock="share")
         for pair, path in wanted.items():
             cur = found.get(pair)
             if cur is None or cur.deleted:
                 msg = f"Reference {pair[0]}/{pair[1]} does not resolve to an existing resource"
                 raise Invalid(msg, path, [Issue("error", "not-found", msg, (path,))])
+            unit.known.add(pair)
 
     # -- interactions ---------------------------------------------------------------------------
     def create(self, unit: Unit, resource: dict[str, Any], res_type: str,

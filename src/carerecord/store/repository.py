@@ -80,6 +80,9 @@ class Unit:
         self.repo = repo
         self.conn = conn
         self.now = now_us()
+        # (type, id) of live resources this unit has verified or written: a reference to one
+        # needs no further lookup until the unit ends (they are locked or ours).
+        self.known: set[tuple[str, str]] = set()
 
     # -- reads -------------------------------------------------------------------------------
     def current(self, res_type: str, res_id: str, *, lock: bool = False) -> Current | None:
@@ -90,22 +93,31 @@ class Unit:
         row = self.conn.execute(q).first()
         return Current(row.rid, row.version, row.deleted) if row else None
 
-    def currents(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Current]:
-        """Current rows for many (type, id) pairs in one query."""
+    def currents(self, keys: Sequence[tuple[str, str]], *,
+                 lock: str = "update") -> dict[tuple[str, str], Current]:
+        """Current rows for many (type, id) pairs, one statement per 500 keys.
+
+        Written as ``(res_type = ? AND res_id IN (...)) OR ...`` (SQLite scans a whole index
+        for a row-value IN but seeks for this form) and sent through the driver: this runs
+        once or twice per bundle, where SQLAlchemy's per-statement overhead would be most of
+        its cost. ``lock`` on PostgreSQL: "update" for rows about to be written, "share" for
+        rows only referenced (they must not be deleted before we commit)."""
         out: dict[tuple[str, str], Current] = {}
-        by_type: dict[str, list[str]] = {}
-        for t, i in keys:
-            by_type.setdefault(t, []).append(i)
-        # One "res_type = ? AND res_id IN (...)" per type: SQLite scans the whole index for a
-        # row-value "(res_type, res_id) IN (...)" but seeks for this form.
-        for t, ids in by_type.items():
-            for start in range(0, len(ids), 500):
-                q = select(_R.c.res_id, _R.c.rid, _R.c.version, _R.c.deleted).where(
-                    _R.c.res_type == t, _R.c.res_id.in_(ids[start:start + 500]))
-                if self.repo.is_postgres:
-                    q = q.with_for_update()
-                for row in self.conn.execute(q):
-                    out[(t, row.res_id)] = Current(row.rid, row.version, row.deleted)
+        mark = "?" if self.repo.paramstyle == "qmark" else "%s"
+        suffix = "" if not self.repo.is_postgres else (" FOR UPDATE" if lock == "update" else " FOR SHARE")
+        keys = list(dict.fromkeys(keys))
+        for start in range(0, len(keys), 500):
+            by_type: dict[str, list[str]] = {}
+            for t, i in keys[start:start + 500]:
+                by_type.setdefault(t, []).append(i)
+            terms, params = [], []
+            for t, ids in by_type.items():
+                terms.append(f"(res_type = {mark} AND res_id IN ({', '.join([mark] * len(ids))}))")
+                params += [t, *ids]
+            sql = (f"SELECT res_type, res_id, rid, version, deleted FROM resources "  # noqa: S608
+                   f"WHERE {' OR '.join(terms)}{suffix}")  # only placeholders are interpolated
+            for t, i, rid, version, deleted in self.conn.exec_driver_sql(sql, tuple(params)):
+                out[(t, i)] = Current(rid, version, bool(deleted))
         return out
 
     def read(self, res_type: str, res_id: str) -> Stored:
@@ -161,6 +173,7 @@ class Unit:
         if not targets:
             return
         rids = [c.rid for _, _, c in targets]
+        self.known.difference_update((t, i) for t, i, _ in targets)
         self._drop_indexes(rids)
         self.conn.execute(update(_R).where(_R.c.rid == bindparam("b_rid")).values(
             version=bindparam("b_version"), last_updated=self.now, deleted=True, patient_id=None,
@@ -199,6 +212,7 @@ class Unit:
                  "b_pid": p.compartments[0] if p.compartments else None,
                  "b_doc": p.resource if pg else None} for p, cur in old])
         pairs = list(zip(rids, new, strict=True)) + [(cur.rid, p) for p, cur in old]
+        self.known.update((p.res_type, p.res_id) for _, p in pairs)
         methods = {id(p): m for p, _, m in items}
         self._insert("resource_versions", ("rid", "version", "res_type", "last_updated", "method",
                                            "deleted", "content"),
