@@ -15,6 +15,7 @@ status=0
 lint() {
   .venv/bin/ruff check src tests scripts benchmarks
   .venv/bin/lint-imports --no-cache
+  .venv/bin/mypy
 }
 
 run_sqlite() {

@@ -53,9 +53,10 @@ def _subset(content: bytes, q: Query) -> bytes:
     keep = {"resourceType", "id", "meta"}
     if q.summary == "true":
         out = summary(doc, doc["resourceType"])
-    elif q.elements:
+    elif q.elements:  # and the mandatory elements, which servers SHOULD always return
+        kids = model.children(doc["resourceType"]) or {}
         out = {k: v for k, v in doc.items() if k in keep or k in q.elements
-               or k.lstrip("_") in q.elements}
+               or k.lstrip("_") in q.elements or (k in kids and kids[k][0].min > 0)}
     elif q.summary == "text":
         kids = model.children(doc["resourceType"]) or {}
         out = {k: v for k, v in doc.items() if k in keep or k == "text"

@@ -15,10 +15,8 @@ from starlette.responses import Response
 from carerecord.api import bundles
 from carerecord.api.context import Context
 from carerecord.api.http import (
-    JSON,
     etag_version,
     fhir_response,
-    parse_json,
     prefer,
     read_body,
     response_format,
@@ -262,7 +260,10 @@ def run_search(request: Request, types: tuple[str, ...], params: list[tuple[str,
                 c.settings.max_page_size)
     with c.repo.reading() as conn:
         result = c.searcher.run(conn, q, count)
-    body = bundles.searchset(c.base, path, params, q, result, warnings)
+    # Links carry only the parameters the search used, so the self link tells the client
+    # which criteria were applied (search.html#conformance); ignored ones are in the outcome.
+    used = [(k, v) for k, v in params if k not in q.unknown]
+    body = bundles.searchset(c.base, path, used, q, result, warnings)
     return fhir_response(body, media=media)
 
 
@@ -362,5 +363,3 @@ def get_in_bundle(c: Context) -> object:
 
     return handler
 
-
-__all__ = ["JSON", "parse_json"]

@@ -154,10 +154,10 @@ def parse_value(param_type: str, raw: str, where: str, modifier: str | None) -> 
     if param_type == "date":
         prefix, rest = _prefix(raw)
         try:
-            lo, hi = date_range(rest)
+            dlo, dhi = date_range(rest)
         except ValueError as exc:
             raise Invalid(f"{rest!r} is not a valid date: {exc}", where) from None
-        return Value(prefix=prefix, text=rest, low=lo, high=hi)
+        return Value(prefix=prefix, text=rest, low=dlo, high=dhi)
     if param_type == "number":
         prefix, rest = _prefix(raw)
         v, lo, hi = number_range(rest, where)
@@ -168,9 +168,9 @@ def parse_value(param_type: str, raw: str, where: str, modifier: str | None) -> 
         if len(parts) not in (1, 3):
             raise Invalid(f"{raw!r} is not a quantity: use [prefix]number|system|code", where)
         v, lo, hi = number_range(parts[0], where)
-        system = unescape(parts[1]) or None if len(parts) == 3 else ANY
+        qsystem: str | None = (unescape(parts[1]) or None) if len(parts) == 3 else ANY
         code = unescape(parts[2]) if len(parts) == 3 else ""
-        return Value(prefix=prefix, number=v, low=lo, high=hi, system=system, text=code)
+        return Value(prefix=prefix, number=v, low=lo, high=hi, system=qsystem, text=code)
     if param_type == "reference":
         text = unescape(raw)
         if "://" in text or text.startswith("urn:"):

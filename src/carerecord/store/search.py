@@ -393,7 +393,7 @@ class Searcher:
         query = (select(_R.c.rid, _R.c.res_type, _R.c.res_id, _V.c.content, *[k for k, _ in keys])
                  .join(_V, and_(_V.c.rid == _R.c.rid, _V.c.version == _R.c.version))
                  .where(*conds).order_by(*paging.order_by(keys, _R.c.rid, reverse)).limit(count + 1))
-        rows = conn.execute(query).all()
+        rows = list(conn.execute(query).all())
         more = len(rows) > count
         rows = rows[:count]
         if reverse:

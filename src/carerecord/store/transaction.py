@@ -19,10 +19,10 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from carerecord.errors import FhirError, Invalid, Issue, NotFound, PreconditionFailed
+from carerecord.errors import FhirError, Invalid, Issue, PreconditionFailed
 from carerecord.fhir import bundle as fb
 from carerecord.fhir.outcome import outcome
-from carerecord.fhir.references import local_reference, reference_objects, split_relative
+from carerecord.fhir.references import reference_objects
 from carerecord.store.interactions import Interactions, Result, check_id, check_type
 from carerecord.store.prepare import Prepared, check, prepare
 from carerecord.store.records import Stored, iso_instant
@@ -326,5 +326,3 @@ def _patch_body(resource: dict[str, Any] | None) -> Any:
     except (ValueError, orjson.JSONDecodeError):
         raise Invalid("The Binary of a JSON Patch entry must hold base64 JSON Patch data") from None
 
-
-__all__ = ["TransactionProcessor", "NotFound", "local_reference", "split_relative"]
