@@ -183,7 +183,12 @@ def test_companion_of_a_complex_element_is_rejected() -> None:
 ])
 def test_bad_primitive_values_are_rejected_with_their_rule(element: str, value: Any,
                                                            message: str) -> None:
-    assert_issue({"resourceType": "Patient", element: value}, f"Patient.{element}", message, "value")
+    # A value of the wrong JSON type is a structural fault (400); a malformed one is a bad value.
+    # (2.5 for an integer is the right JSON type, a number, in the wrong format.)
+    wrong_json_type = message.startswith("Expected a JSON") and not (
+        "number" in message.split(" for ")[0] and message.endswith("found a number"))
+    code = "structure" if wrong_json_type else "value"
+    assert_issue({"resourceType": "Patient", element: value}, f"Patient.{element}", message, code)
 
 
 @pytest.mark.parametrize(("element", "value"), [
