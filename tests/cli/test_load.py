@@ -12,7 +12,6 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
-import pytest
 from sqlalchemy import Engine, func, select
 
 from carerecord.store import schema

@@ -260,7 +260,9 @@ def test_choice_types_are_filtered_by_as() -> None:
 @pytest.mark.parametrize(("ref", "row"), [
     ("Patient/123", ("Patient", "123", None)),
     ("Patient/123/_history/4", ("Patient", "123", None)),
-    ("https://x.nhs.uk/fhir/Patient/123", ("Patient", "123", "https://x.nhs.uk/fhir/Patient/123")),
+    # Absolute: the store makes references to itself relative before indexing, so an absolute
+    # one names another server's resource and must not look like the local Patient/123.
+    ("https://x.nhs.uk/fhir/Patient/123", (None, None, "https://x.nhs.uk/fhir/Patient/123")),
     ("urn:uuid:8c4f3a4e-0000-4000-8000-000000000001", (None, None, "urn:uuid:8c4f3a4e-0000-4000-8000-000000000001")),
 ])
 def test_references_become_type_id_and_url(ref: str, row: tuple[Any, ...]) -> None:

@@ -95,9 +95,6 @@ def test_reference_forms(db: Fhir, data: oracle.Oracle) -> None:
     assert check(db, data, "Observation", [("subject", "Location/ward")]) == {"o4"}
 
 
-@pytest.mark.xfail(strict=True, reason=":identifier values are parsed as references, not tokens "
-                   "(search_query.parse_value: 'https://...|9000000009' becomes a URL, '9000000009' an "
-                   "id with system None), so Reference.identifier never matches")
 def test_identifier_modifier(db: Fhir, data: oracle.Oracle) -> None:
     assert check(db, data, "Observation", [("subject:identifier", f"{NHS}|9000000009")]) == {"o5"}
     assert check(db, data, "Observation", [("subject:identifier", "9000000009")]) == {"o5"}
@@ -108,9 +105,6 @@ def test_missing(db: Fhir, data: oracle.Oracle) -> None:
     assert check(db, data, "Observation", [("encounter:missing", "false")]) == {"o1", "o2"}
 
 
-@pytest.mark.xfail(strict=True, reason="a Reference with only an identifier counts as missing: "
-                   ":missing looks at idx_reference rows only (search.py Compiler.predicate), and "
-                   "such a Reference gives only a '<code>:identifier' token row")
 def test_a_reference_by_identifier_is_not_missing(db: Fhir, data: oracle.Oracle) -> None:
     assert check(db, data, "Observation", [("subject:missing", "true")]) == {"o8"}
 
@@ -120,9 +114,6 @@ def test_malformed_references_are_400(db: Fhir, value: str) -> None:
     db.error("Observation", {"subject": value})
 
 
-@pytest.mark.xfail(strict=True, reason="a reference to another server's Patient/x is indexed as "
-                   "local Patient/x (indexing._r_reference keeps type and id of absolute URLs, "
-                   "search_query.parse_value matches absolute search values on type and id)")
 def test_an_absolute_reference_to_another_server_is_not_a_local_one(db: Fhir, data: oracle.Oracle) -> None:
     other = "http://other.example.org/fhir/Patient/p1"
     db.load([{"resourceType": "DiagnosticReport", "id": "ext", "status": "final", "code": {"text": "x"},

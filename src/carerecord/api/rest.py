@@ -248,7 +248,7 @@ def run_search(request: Request, types: tuple[str, ...], params: list[tuple[str,
                *, compartment: str | None = None, kept: list[tuple[str, str]] | None = None) -> Response:
     c = ctx(request)
     media = response_format(request)
-    q = parse(types, kept if kept is not None else params, c.repo.registry)
+    q = parse(types, kept if kept is not None else params, c.repo.registry, c.base)
     q.compartment = compartment
     warnings: list[Issue] = []
     if q.unknown:
@@ -345,7 +345,7 @@ def get_in_bundle(c: Context) -> object:
             return 200, st.content
         if len(segs) == 1:
             params = parse_qsl(parts.query, keep_blank_values=True)
-            q = parse((segs[0],), params, c.repo.registry)
+            q = parse((segs[0],), params, c.repo.registry, c.base)
             result = c.searcher.run(unit.conn, q, q.count or c.settings.default_page_size)
             return 200, bundles.searchset(c.base, f"{c.base}/{segs[0]}", params, q, result, [])
         raise Invalid(f"Cannot GET {url!r} in a Bundle")

@@ -331,6 +331,8 @@ def _r_reference(code: str, vals: list[Any], acc: Acc, root: Any) -> None:
         ref = v.get("reference")
         parsed = parse_reference(ref) if type(ref) is str else None
         if parsed is not None:
+            if parsed[2] is not None:  # absolute: the store makes its own ones relative first,
+                parsed = (None, None, parsed[2])  # so this names another server's resource
             d[(code, *parsed)] = None
         ident = v.get("identifier")
         if type(ident) is dict and (ident.get("value") is not None or ident.get("system") is not None):

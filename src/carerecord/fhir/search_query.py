@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from carerecord.errors import Invalid
@@ -103,19 +104,26 @@ def _prefix(raw: str) -> tuple[str, str]:
 
 
 def number_range(text: str, where: str) -> tuple[float, float, float]:
-    """(value, low, high) of a decimal by its precision: 100 -> 99.5..100.5 (search.html#number)."""
+    """(value, low, high) of a decimal by its precision: 100 -> 99.5..100.5 (search.html#number).
+
+    Computed in decimal arithmetic and only then turned into floats, so the ends are the
+    doubles nearest the exact ends (5.4 gives 5.35, not 5.3500000000000005) and compare
+    correctly with stored values."""
     if not _NUMBER.match(text):
         raise Invalid(f"{text!r} is not a number", where)
-    value = float(text)
-    mantissa = text.lower().split("e")[0]
-    exp = int(text.lower().split("e")[1]) if "e" in text.lower() else 0
-    decimals = len(mantissa.split(".")[1]) if "." in mantissa else 0
-    half = 0.5 * 10 ** (exp - decimals)
-    return value, value - half, value + half
+    value = Decimal(text)
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)
+    half = Decimal(5).scaleb(exponent - 1)
+    return float(value), float(value - half), float(value + half)
 
 
-def parse_value(param_type: str, raw: str, where: str, modifier: str | None) -> Value:
-    """Parse one value of a parameter of ``param_type``; Invalid with ``where`` on bad input."""
+def parse_value(param_type: str, raw: str, where: str, modifier: str | None,
+                base: str | None = None) -> Value:
+    """Parse one value of a parameter of ``param_type``; Invalid with ``where`` on bad input.
+    ``base``: this server's FHIR base URL, so absolute references to it count as local."""
+    if modifier == "identifier":  # reference:identifier takes a token (system|value)
+        param_type, modifier = "token", None
     if modifier == "missing":
         if raw not in ("true", "false"):
             raise Invalid(f":missing takes true or false, not {raw!r}", where)
@@ -173,11 +181,10 @@ def parse_value(param_type: str, raw: str, where: str, modifier: str | None) -> 
         return Value(prefix=prefix, number=v, low=lo, high=hi, system=qsystem, text=code)
     if param_type == "reference":
         text = unescape(raw)
+        if base and text.startswith(base + "/"):
+            text = text[len(base) + 1:]
         if "://" in text or text.startswith("urn:"):
-            m = re.search(r"/([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[^/]+)?$", text)
-            if m:
-                return Value(ref_type=m[1], text=m[2], url=text)
-            return Value(url=text.split("|", 1)[0])
+            return Value(url=text.split("|", 1)[0])  # another server's resource, or a canonical
         if "/" in text:
             rtype, _, rid = text.partition("/")
             if not _TYPE.match(rtype) or not rid:
@@ -196,23 +203,24 @@ def parse_int(raw: str, name: str, minimum: int = 0) -> int:
 
 
 def parse(res_types: tuple[str, ...], params: list[tuple[str, str]],
-          registry: SearchParamRegistry) -> Query:
-    """Parse a search. Raises Invalid on a bad value; unknown names go to ``Query.unknown``."""
+          registry: SearchParamRegistry, base: str | None = None) -> Query:
+    """Parse a search. Raises Invalid on a bad value; unknown names go to ``Query.unknown``.
+    ``base``: this server's FHIR base URL (absolute references to it count as local)."""
     q = Query(res_types)
     for name, raw in params:
         if name in IGNORED:
             continue
-        base, _, mod = name.partition(":")
-        if base in ("_include", "_revinclude") and mod in ("", "iterate", "recurse"):
-            _result_param(q, base, raw, registry)
+        head, _, mod = name.partition(":")
+        if head in ("_include", "_revinclude") and mod in ("", "iterate", "recurse"):
+            _result_param(q, head, raw, registry)
             if mod:
-                target = q.include if base == "_include" else q.revinclude
+                target = q.include if head == "_include" else q.revinclude
                 target[-1] = (*target[-1][:3], True)
             continue
         if name in RESULT_PARAMS:
             _result_param(q, name, raw, registry)
             continue
-        clause = parse_clause(res_types, name, raw, registry)
+        clause = parse_clause(res_types, name, raw, registry, base)
         if clause is None:
             q.unknown.append(name)
         else:
@@ -261,15 +269,35 @@ def _result_param(q: Query, name: str, raw: str, registry: SearchParamRegistry) 
         q.unknown.append(name)
 
 
+# Modifiers each parameter type takes (search.html#modifiers); [type] on references is
+# checked separately. Anything else is refused rather than silently ignored.
+MODIFIERS = {
+    "string": {"exact", "contains", "missing"},
+    "token": {"text", "not", "above", "below", "of-type", "missing"},
+    "reference": {"identifier", "missing"},
+    "uri": {"above", "below", "missing"},
+    "date": {"missing"}, "number": {"missing"}, "quantity": {"missing"},
+    "composite": {"missing"},
+}
+_SPECIAL_MODIFIERS = {"_id": {"not", "missing"}, "_lastUpdated": {"missing"}, "_list": set()}
+
+
+def _check_modifier(mod: str | None, allowed: set[str], name: str, ptype: str) -> None:
+    if mod is not None and mod not in allowed:
+        raise Invalid(f"The modifier :{mod} cannot be used on {name.partition(':')[0]} (a {ptype} "
+                      "parameter)", name)
+
+
 def parse_clause(res_types: tuple[str, ...], name: str, raw: str,
-                 registry: SearchParamRegistry) -> Clause | None:
+                 registry: SearchParamRegistry, base: str | None = None) -> Clause | None:
     """One ``name=raw`` pair as a clause on ``res_types``; None if the name is not known."""
     if name.startswith("_has:"):
-        return _parse_has(res_types, name, raw, registry)
+        return _parse_has(res_types, name, raw, registry, base)
     code, _, rest = name.partition(".")
     code, _, modifier = code.partition(":")
     mod: str | None = modifier or None
     if code in ("_id", "_lastUpdated", "_list") and not rest:
+        _check_modifier(mod, _SPECIAL_MODIFIERS[code], name, "special")
         ptype = "date" if code == "_lastUpdated" else "token"
         values = [parse_value(ptype, v, name, mod) for v in split_escaped(raw, ",")]
         return Clause(name, None, mod, values)
@@ -283,16 +311,18 @@ def parse_clause(res_types: tuple[str, ...], name: str, raw: str,
         if param.type != "reference":
             raise Invalid(f"{code} is not a reference parameter, so it cannot be chained", name)
         targets = (mod,) if mod else param.targets
-        inner = [c for c in (parse_clause((t,), rest, raw, registry) for t in targets) if c]
-        if not inner:
+        known = [(t, c) for t in targets if (c := parse_clause((t,), rest, raw, registry, base))]
+        if not known:
             raise Invalid(f"Chained parameter {rest!r} is not known on {', '.join(targets)}", name)
-        return Clause(name, param, None, [], chain=inner[0], chain_types=tuple(
-            t for t, c in zip(targets, (parse_clause((t,), rest, raw, registry) for t in targets),
-                              strict=True) if c))
+        return Clause(name, param, None, [], chain=known[0][1],
+                      chain_types=tuple(t for t, _ in known))
     if param.type == "reference" and mod and _TYPE.match(mod):
-        values = [parse_value("reference", f"{mod}/{v}" if "/" not in v else v, name, None)
+        values = [parse_value("reference", f"{mod}/{v}" if "/" not in v else v, name, None, base)
                   for v in split_escaped(raw, ",")]
         return Clause(name, param, None, values)
+    _check_modifier(mod, MODIFIERS.get(param.type, set()), name, param.type)
+    if param.type == "composite" and mod == "missing":
+        return Clause(name, param, mod, [parse_value("composite", raw, name, mod)])
     if param.type == "composite":
         types = registry.component_types(res_types[0] if res_types else "Resource", code)
         if not types or mod not in (None, "missing"):
@@ -305,12 +335,12 @@ def parse_clause(res_types: tuple[str, ...], name: str, raw: str,
             values.append(Value(parts=tuple(parse_value(ct, part, name, None)
                                             for ct, part in zip(types, parts, strict=True))))
         return Clause(name, param, mod, values)
-    values = [parse_value(param.type, v, name, mod) for v in split_escaped(raw, ",")]
+    values = [parse_value(param.type, v, name, mod, base) for v in split_escaped(raw, ",")]
     return Clause(name, param, mod, values)
 
 
 def _parse_has(res_types: tuple[str, ...], name: str, raw: str,
-               registry: SearchParamRegistry) -> Clause:
+               registry: SearchParamRegistry, base: str | None) -> Clause:
     parts = name.split(":", 3)
     if len(parts) < 4:
         raise Invalid(f"{name} must be _has:Type:reference:parameter", name)
@@ -318,7 +348,7 @@ def _parse_has(res_types: tuple[str, ...], name: str, raw: str,
     ref = registry.get(src, ref_code)
     if ref is None or ref.type != "reference":
         raise Invalid(f"{src} has no reference search parameter {ref_code!r}", name)
-    inner = parse_clause((src,), rest, raw, registry)
+    inner = parse_clause((src,), rest, raw, registry, base)
     if inner is None:
         raise Invalid(f"{src} has no search parameter {rest!r}", name)
     return Clause(name, ref, None, [], chain=inner, has=(src, ref_code))

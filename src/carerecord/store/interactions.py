@@ -69,7 +69,7 @@ class Interactions:
     # -- helpers --------------------------------------------------------------------------------
     def find(self, conn: Connection, res_type: str, query: str, limit: int = 2) -> list[Hit]:
         """Current resources of ``res_type`` matching a conditional query (at most ``limit``)."""
-        q = parse((res_type,), query_pairs(query), self.repo.registry)
+        q = parse((res_type,), query_pairs(query), self.repo.registry, self.base)
         if q.unknown:
             raise Invalid(f"Unknown search parameter(s) in conditional request: {', '.join(q.unknown)}")
         return self.searcher.run(conn, q, limit).matches

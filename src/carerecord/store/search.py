@@ -94,6 +94,10 @@ class Compiler:
             raise Invalid(f"Searching on {ptype} parameter {code!r} is not supported", clause.name)
         if clause.modifier == "missing":
             present = _rows(table, r, probe, table.c.pkey == s.param_key(res_type, code))
+            if ptype == "reference":  # a Reference given only by identifier is present too
+                ident = s.idx_token
+                present = or_(present, _rows(ident, r, probe, ident.c.pkey == s.param_key(
+                    res_type, f"{code}:identifier")))
             return or_(*[not_(present) if v.text == "true" else present for v in clause.values])
         if clause.modifier in ("identifier", "of-type"):
             table, code = s.idx_token, f"{code}:{clause.modifier}"
@@ -147,10 +151,10 @@ class Compiler:
         if ptype == "number":
             return number_test(v, t.c.value)
         if ptype == "quantity":
+            # n||unit: the code or the human unit is 'unit', in any system (the unit-text rows
+            # have system NULL, so one test on code covers both); n|system|code: both match.
             unit: ColumnElement[bool] = true()
-            if v.system is None:
-                unit = and_(t.c.code == v.text, t.c.system.is_(None)) if v.text else true()
-            elif v.system != ANY:
+            if v.system not in (None, ANY):
                 unit = and_(t.c.system == v.system, t.c.code == v.text)
             elif v.text:
                 unit = t.c.code == v.text
@@ -326,10 +330,14 @@ def number_test(v: Value, value: ColumnElement[float]) -> ColumnElement[bool]:
         return and_(value >= v.low, value < v.high)
     if p == "ne":
         return or_(value < v.low, value >= v.high)
-    if p in ("gt", "sa"):
+    if p == "gt":
         return value > n
-    if p in ("lt", "eb"):
+    if p == "lt":
         return value < n
+    if p == "sa":  # above the whole range the search value stands for
+        return value >= v.high
+    if p == "eb":
+        return value < v.low
     if p == "ge":
         return value >= n
     if p == "le":

@@ -22,7 +22,7 @@ import orjson
 from carerecord.errors import FhirError, Invalid, Issue, PreconditionFailed
 from carerecord.fhir import bundle as fb
 from carerecord.fhir.outcome import outcome
-from carerecord.fhir.references import reference_objects
+from carerecord.fhir.references import local_reference, reference_objects
 from carerecord.store.interactions import Interactions, Result, check_id, check_type
 from carerecord.store.prepare import Prepared, check, prepare
 from carerecord.store.records import Stored, iso_instant
@@ -219,7 +219,7 @@ class TransactionProcessor:
     def _rewrite(self, unit: Unit, e: Entry, mapping: dict[str, str]) -> None:
         assert e.resource is not None
         for path, obj in reference_objects(e.resource, e.res_type):
-            ref = obj["reference"]
+            ref = obj["reference"] = local_reference(obj["reference"], self.ix.base)
             if ref in mapping:
                 obj["reference"] = mapping[ref]
             elif "?" in ref and not ref.startswith(("http:", "https:")):
