@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from carerecord.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
@@ -24,12 +24,6 @@ from carerecord.store.prepare import Prepared, check, prepare
 from carerecord.store.records import Stored, now_us
 
 _R, _V = s.resources, s.resource_versions
-_CURRENT = (
-    select(_R.c.rid, _R.c.version, _R.c.last_updated, _R.c.deleted, _V.c.content)
-    .join(_V, and_(_V.c.rid == _R.c.rid, _V.c.version == _R.c.version))
-)
-
-
 @dataclass(slots=True)
 class Current:
     """The current-version row of a logical resource, as a writer needs it."""
@@ -290,6 +284,12 @@ class Repository:
         self.registry = registry or SearchParamRegistry()
         self.is_postgres = engine.dialect.name == "postgresql"
         self.paramstyle = engine.dialect.paramstyle
+        mark = "?" if self.paramstyle == "qmark" else "%s"
+        # Only the driver's placeholder is interpolated; the values are bound parameters.
+        self._read_sql = ("SELECT r.version, r.last_updated, r.deleted, v.content "  # noqa: S608
+                          "FROM resources r JOIN resource_versions v "
+                          "ON v.rid = r.rid AND v.version = r.version "
+                          f"WHERE r.res_type = {mark} AND r.res_id = {mark}")
         if registry is None and load_custom:
             from carerecord.store.reindex import load_custom_parameters
 
@@ -327,18 +327,28 @@ class Repository:
 
     # -- reads ---------------------------------------------------------------------------------
     def read(self, res_type: str, res_id: str, *, conn: Connection | None = None) -> Stored:
-        """The current version; NotFound if it never existed, Gone if deleted."""
-        q = _CURRENT.where(_R.c.res_type == res_type, _R.c.res_id == res_id)
-        if conn is None:
-            with self.engine.connect() as c:
-                row = c.execute(q).first()
+        """The current version; NotFound if it never existed, Gone if deleted.
+
+        The hot path of the API: outside a unit it is one constant, parameterised statement on
+        a pooled driver connection, without SQLAlchemy's per-statement work (measured at about
+        a third of a read's CPU) or a BEGIN/ROLLBACK pair around a single SELECT."""
+        if conn is not None:
+            row = conn.exec_driver_sql(self._read_sql, (res_type, res_id)).first()
         else:
-            row = conn.execute(q).first()
+            raw = self.engine.raw_connection()
+            try:
+                cur = raw.cursor()
+                cur.execute(self._read_sql, (res_type, res_id))
+                row = cur.fetchone()
+                cur.close()
+            finally:
+                raw.close()
         if row is None:
             raise NotFound(f"{res_type}/{res_id} is not known")
-        if row.deleted:
+        version, last_updated, deleted, content = row
+        if deleted:
             raise Gone(f"{res_type}/{res_id} was deleted")
-        return Stored(res_type, res_id, row.version, row.last_updated, False, row.content)
+        return Stored(res_type, res_id, version, last_updated, False, bytes(content))
 
     def vread(self, res_type: str, res_id: str, version: int) -> Stored:
         """One version; NotFound if there is no such version, Gone if it is a deletion."""
