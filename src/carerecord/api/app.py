@@ -19,6 +19,7 @@ from carerecord.api.capability import capability_statement
 from carerecord.api.context import Context
 from carerecord.api.http import JSON, error_response, fhir_response, internal_error, response_format
 from carerecord.api.validate import validate_operation
+from carerecord.api.writes import WriteQueue
 from carerecord.config import Settings
 from carerecord.errors import FhirError, MethodNotAllowed, NotAcceptable, NotFound
 from carerecord.store.engine import make_engine
@@ -139,7 +140,8 @@ def create_app(settings: Settings | None = None, repo: Repository | None = None)
         repo = Repository(make_engine(settings.database_url()))
     base = settings.fhir_base()
     interactions = Interactions(repo, base)
-    ctx = Context(settings, repo, interactions, Searcher(repo.registry), None, base)  # type: ignore[arg-type]
+    ctx = Context(settings, repo, interactions, Searcher(repo.registry), None, base,  # type: ignore[arg-type]
+                  WriteQueue(repo))
     ctx.processor = TransactionProcessor(interactions, rest.get_in_bundle(ctx))  # type: ignore[arg-type]
     app = Starlette(routes=routes(), exception_handlers={
         FhirError: _fhir_error, HTTPException: _http_error, Exception: _unexpected})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from carerecord.api.writes import WriteQueue
 from carerecord.config import Settings
 from carerecord.store.interactions import Interactions
 from carerecord.store.repository import Repository
@@ -19,3 +20,4 @@ class Context:
     searcher: Searcher
     processor: TransactionProcessor
     base: str
+    writes: WriteQueue

@@ -27,6 +27,7 @@ from carerecord.fhir.outcome import information
 from carerecord.fhir.search_query import parse, parse_int
 from carerecord.store.history import history
 from carerecord.store.interactions import Result, check_type
+from carerecord.store.prepare import check
 from carerecord.store.records import Stored
 from carerecord.store.repository import Unit
 
@@ -110,8 +111,9 @@ async def update(request: Request) -> Response:
     check_type(t)
     body = await read_body(request)
     if_match = etag_version(request.headers.get("if-match"), "If-Match")
-    with c.repo.unit() as unit:
-        r = c.interactions.update(unit, t, i, body, if_match)
+    check(body)  # validated here, overlapping the writer thread's database work
+    r = await c.writes.run(lambda unit: c.interactions.update(unit, t, i, body, if_match,
+                                                              validated=True))
     return _write_response(request, c, r, media)
 
 
@@ -120,8 +122,7 @@ async def delete(request: Request) -> Response:
     t, i = request.path_params["type"], request.path_params["id"]
     check_type(t)
     if_match = etag_version(request.headers.get("if-match"), "If-Match")
-    with c.repo.unit() as unit:
-        r = c.interactions.delete(unit, t, i, if_match)
+    r = await c.writes.run(lambda unit: c.interactions.delete(unit, t, i, if_match))
     headers = {"ETag": f'W/"{r.stored.version}"'} if r.stored else None
     return Response(status_code=204, headers=headers)
 
@@ -133,9 +134,14 @@ async def patch(request: Request) -> Response:
     check_type(t)
     kind, body = await _patch_body(request)
     if_match = etag_version(request.headers.get("if-match"), "If-Match")
-    with c.repo.unit() as unit:
-        i = request.path_params.get("id") or _single_match(c, unit, t, request.url.query)
-        r = c.interactions.patch(unit, t, i, kind, body, if_match)
+    rid = request.path_params.get("id")
+    query = request.url.query
+
+    def job(unit: Unit) -> Result:
+        i = rid or _single_match(c, unit, t, query)
+        return c.interactions.patch(unit, t, i, kind, body, if_match)
+
+    r = await c.writes.run(job)
     return _write_response(request, c, r, media)
 
 
@@ -175,8 +181,11 @@ async def create(request: Request) -> Response:
     t = request.path_params["type"]
     check_type(t)
     body = await read_body(request)
-    with c.repo.unit() as unit:
-        r = c.interactions.create(unit, body, t, request.headers.get("if-none-exist"))
+    if_none_exist = request.headers.get("if-none-exist")
+    if body.get("resourceType") == t:
+        check(body)  # validated here, overlapping the writer thread's database work
+    r = await c.writes.run(lambda unit: c.interactions.create(
+        unit, body, t, if_none_exist, validated=body.get("resourceType") == t))
     return _write_response(request, c, r, media)
 
 
@@ -187,8 +196,9 @@ async def conditional_update(request: Request) -> Response:
     check_type(t)
     body = await read_body(request)
     if_match = etag_version(request.headers.get("if-match"), "If-Match")
-    with c.repo.unit() as unit:
-        r = c.interactions.conditional_update(unit, t, request.url.query, body, if_match)
+    query = request.url.query
+    r = await c.writes.run(
+        lambda unit: c.interactions.conditional_update(unit, t, query, body, if_match))
     return _write_response(request, c, r, media)
 
 
@@ -196,8 +206,8 @@ async def conditional_delete(request: Request) -> Response:
     c = ctx(request)
     t = request.path_params["type"]
     check_type(t)
-    with c.repo.unit() as unit:
-        r = c.interactions.conditional_delete(unit, t, request.url.query)
+    query = request.url.query
+    r = await c.writes.run(lambda unit: c.interactions.conditional_delete(unit, t, query))
     return _write_response(request, c, r, response_format(request))
 
 
@@ -321,7 +331,8 @@ async def transaction(request: Request) -> Response:
     c = ctx(request)
     media = response_format(request)
     body = await read_body(request)
-    out = c.processor.process(body, return_resources=prefer(request, "return") != "minimal")
+    full = prefer(request, "return") != "minimal"
+    out = await c.writes.run(lambda unit: c.processor.process(body, return_resources=full, unit=unit))
     return fhir_response(out, media=media)
 
 

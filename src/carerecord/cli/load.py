@@ -127,7 +127,7 @@ class Loader:
     def _run(self, doc: dict[str, Any]) -> None:
         """One transaction Bundle under a savepoint of the current group."""
         unit = self._group()
-        with unit.conn.begin_nested():
+        with unit.savepoint():
             self.processor.transaction(unit, parse_entries(doc, "transaction"))
         self._pending += len(doc.get("entry") or [])
         if self._pending >= self.group_size:

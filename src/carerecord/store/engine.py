@@ -52,7 +52,9 @@ def make_engine(url: str, *, pool_size: int = 8) -> Engine:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=16, pool_pre_ping=True,
+    # No pool_pre_ping: it costs a round trip on every checkout (measured: a third of a read's
+    # time on PostgreSQL); stale connections are recycled instead, and a failed one raises.
+    return create_engine(url, pool_size=pool_size, max_overflow=16, pool_recycle=1800,
                          json_serializer=_json_serializer)
 
 

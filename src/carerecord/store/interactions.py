@@ -104,7 +104,10 @@ class Interactions:
 
     # -- interactions ---------------------------------------------------------------------------
     def create(self, unit: Unit, resource: dict[str, Any], res_type: str,
-               if_none_exist: str | None = None, res_id: str | None = None) -> Result:
+               if_none_exist: str | None = None, res_id: str | None = None, *,
+               validated: bool = False) -> Result:
+        """Create (conditionally with If-None-Exist). ``validated``: the caller has already run
+        :func:`check` on ``resource`` (the API does, outside the write lock)."""
         check_type(res_type)
         if resource.get("resourceType") != res_type:
             raise Invalid(f"Body is a {resource.get('resourceType')}, not a {res_type}", "resourceType")
@@ -114,15 +117,17 @@ class Interactions:
                 raise PreconditionFailed(f"If-None-Exist matched {len(hits)} {res_type} resources")
             if hits:
                 return Result(200, unit.read(res_type, hits[0].res_id))
-        check(resource)
+        if not validated:
+            check(resource)
         self.check_references(unit, [(res_type, resource)])
         return Result(201, unit.create(resource, res_id, validated=True))
 
     def update(self, unit: Unit, res_type: str, res_id: str, resource: dict[str, Any],
-               if_match: int | None = None) -> Result:
+               if_match: int | None = None, *, validated: bool = False) -> Result:
         check_type(res_type)
         check_id(res_id)
-        check(resource)
+        if not validated:
+            check(resource)
         self.check_references(unit, [(res_type, resource)])
         stored, created = unit.update(res_type, res_id, resource, if_match=if_match, validated=True)
         return Result(201 if created else 200, stored)

@@ -14,8 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, select
 
 from carerecord.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
 from carerecord.fhir.search_params import SearchParamRegistry
@@ -77,6 +76,30 @@ class Unit:
         # (type, id) of live resources this unit has verified or written: a reference to one
         # needs no further lookup until the unit ends (they are locked or ours).
         self.known: set[tuple[str, str]] = set()
+        self._next_rid: int | None = None
+        self._savepoints = 0
+        self.mark = "?" if repo.paramstyle == "qmark" else "%s"
+        # The unit's writes go through one driver cursor on the unit's connection (inside
+        # SQLAlchemy's transaction): constant statements with bound parameters, without the
+        # per-statement work SQLAlchemy does (measured at half the CPU of a single create).
+        self.cur: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+
+    @contextmanager
+    def savepoint(self) -> Iterator[Unit]:
+        """A nested transaction: if the block fails, only its writes are undone (and the
+        unit forgets the references it verified or resources it wrote inside it)."""
+        known = set(self.known)
+        self._savepoints += 1
+        name = f"sp{self._savepoints}"
+        self.cur.execute(f"SAVEPOINT {name}")
+        try:
+            yield self
+        except BaseException:
+            self.known = known
+            self.cur.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            self.cur.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        self.cur.execute(f"RELEASE SAVEPOINT {name}")
 
     # -- reads -------------------------------------------------------------------------------
     def current(self, res_type: str, res_id: str, *, lock: bool = False) -> Current | None:
@@ -110,7 +133,8 @@ class Unit:
                 params += [t, *ids]
             sql = (f"SELECT res_type, res_id, rid, version, deleted FROM resources "  # noqa: S608
                    f"WHERE {' OR '.join(terms)}{suffix}")  # only placeholders are interpolated
-            for t, i, rid, version, deleted in self.conn.exec_driver_sql(sql, tuple(params)):
+            self.cur.execute(sql, tuple(params))
+            for t, i, rid, version, deleted in self.cur.fetchall():
                 out[(t, i)] = Current(rid, version, bool(deleted))
         return out
 
@@ -169,12 +193,14 @@ class Unit:
         rids = [c.rid for _, _, c in targets]
         self.known.difference_update((t, i) for t, i, _ in targets)
         self._drop_indexes(rids)
-        self.conn.execute(update(_R).where(_R.c.rid == bindparam("b_rid")).values(
-            version=bindparam("b_version"), last_updated=self.now, deleted=True, patient_id=None,
-            doc=None), [{"b_rid": c.rid, "b_version": c.version + 1} for _, _, c in targets])
-        self.conn.execute(insert(_V), [
-            {"rid": c.rid, "version": c.version + 1, "res_type": t, "last_updated": self.now,
-             "method": "DELETE", "deleted": True, "content": None} for t, _, c in targets])
+        m = self.mark
+        self.cur.executemany(
+            f"UPDATE resources SET version = {m}, last_updated = {m}, deleted = {m}, "  # noqa: S608
+            f"patient_id = NULL, doc = NULL WHERE rid = {m}",
+            [(c.version + 1, self.now, True, c.rid) for _, _, c in targets])
+        self._insert("resource_versions", ("rid", "version", "res_type", "last_updated", "method",
+                                           "deleted", "content"),
+                     [(c.rid, c.version + 1, t, self.now, "DELETE", True, None) for t, _, c in targets])
 
     def write(self, items: Sequence[tuple[Prepared, Current | None, str]]) -> None:
         """Write prepared versions: new resources (current None) and new versions of existing
@@ -187,24 +213,27 @@ class Unit:
         old = [(p, cur) for p, cur, _ in items if cur is not None]
         rids: list[int] = []
         if new:
-            rows = [{"res_type": p.res_type, "res_id": p.res_id, "version": p.version,
-                     "last_updated": p.last_updated, "deleted": False,
-                     "patient_id": p.compartments[0] if p.compartments else None,
-                     "doc": p.resource if pg else None} for p in new]
+            rids = self._allocate_rids(len(new))
+            cols: tuple[str, ...] = ("rid", "res_type", "res_id", "version", "last_updated", "deleted",
+                                     "patient_id")
+            rows: list[tuple[Any, ...]] = [(rid, p.res_type, p.res_id, p.version, p.last_updated, False,
+                     p.compartments[0] if p.compartments else None) for rid, p in zip(rids, new, strict=True)]
+            if pg:  # the JSONB copy for analytics, cast from the very bytes we serve
+                cols += ("doc",)
+                rows = [(*row, p.content.decode()) for row, p in zip(rows, new, strict=True)]
             try:
-                result = self.conn.execute(
-                    insert(_R).returning(_R.c.rid, sort_by_parameter_order=True), rows)
-            except IntegrityError as exc:
+                self._insert("resources", cols, rows, last_cast="jsonb" if pg else None)
+            except self.repo.engine.dialect.dbapi.IntegrityError as exc:  # type: ignore[union-attr]
                 raise Conflict("A resource with this type and id already exists") from exc
-            rids = [r[0] for r in result]
         if old:
             self._drop_indexes([cur.rid for _, cur in old])
-            self.conn.execute(update(_R).where(_R.c.rid == bindparam("b_rid")).values(
-                version=bindparam("b_version"), last_updated=bindparam("b_lu"), deleted=False,
-                patient_id=bindparam("b_pid"), doc=bindparam("b_doc")), [
-                {"b_rid": cur.rid, "b_version": p.version, "b_lu": p.last_updated,
-                 "b_pid": p.compartments[0] if p.compartments else None,
-                 "b_doc": p.resource if pg else None} for p, cur in old])
+            m = self.mark
+            doc = f", doc = CAST({m} AS jsonb)" if pg else ""
+            self.cur.executemany(
+                f"UPDATE resources SET version = {m}, last_updated = {m}, deleted = {m}, "  # noqa: S608
+                f"patient_id = {m}{doc} WHERE rid = {m}",
+                [(p.version, p.last_updated, False, p.compartments[0] if p.compartments else None,
+                  *((p.content.decode(),) if pg else ()), cur.rid) for p, cur in old])
         pairs = list(zip(rids, new, strict=True)) + [(cur.rid, p) for p, cur in old]
         self.known.update((p.res_type, p.res_id) for _, p in pairs)
         methods = {id(p): m for p, _, m in items}
@@ -217,15 +246,35 @@ class Unit:
             if p.res_type == "SearchParameter":
                 self.repo.registry.add(p.resource)
 
-    def _insert(self, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    def _insert(self, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]], *,
+                last_cast: str | None = None) -> None:
         """Multi-row INSERT through the driver's executemany: a constant statement with bound
-        parameters, without SQLAlchemy's per-row parameter processing (the hot load path)."""
+        parameters, without SQLAlchemy's per-row parameter processing (the hot load path).
+        ``last_cast`` casts the last column's parameter (PostgreSQL JSONB)."""
         if not rows:
             return
         mark = "?" if self.repo.paramstyle == "qmark" else "%s"
+        marks = [mark] * len(columns)
+        if last_cast:
+            marks[-1] = f"CAST({mark} AS {last_cast})"
         # Table and column names are constants of this module; values are bound parameters.
-        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"  # noqa: S608
-        self.conn.exec_driver_sql(sql, rows)
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(marks)})"  # noqa: S608
+        self.cur.executemany(sql, rows)
+
+    def _allocate_rids(self, n: int) -> list[int]:
+        """Surrogate keys for ``n`` new resources, so that all rows can be written with
+        executemany (no per-row RETURNING). PostgreSQL: the rid sequence. SQLite: the unit
+        holds the write lock (BEGIN IMMEDIATE), so counting on from MAX(rid) is safe."""
+        if self.repo.is_postgres:
+            self.cur.execute("SELECT nextval(pg_get_serial_sequence('resources', 'rid')) "
+                             "FROM generate_series(1, %s)", (n,))
+            return [int(r[0]) for r in self.cur.fetchall()]
+        if self._next_rid is None:
+            self.cur.execute("SELECT COALESCE(MAX(rid), 0) FROM resources")
+            self._next_rid = int(self.cur.fetchone()[0] or 0) + 1
+        start = self._next_rid
+        self._next_rid += n
+        return list(range(start, start + n))
 
     def _insert_indexes(self, pairs: list[tuple[int, Prepared]]) -> None:
         key = s.param_key
@@ -266,8 +315,9 @@ class Unit:
     def _drop_indexes(self, rids: list[int]) -> None:
         for start in range(0, len(rids), 500):
             chunk = rids[start:start + 500]
+            marks = ", ".join([self.mark] * len(chunk))
             for table in (*s.INDEX_TABLES.values(), s.compartments):
-                self.conn.execute(delete(table).where(table.c.rid.in_(chunk)))
+                self.cur.execute(f"DELETE FROM {table.name} WHERE rid IN ({marks})", chunk)  # noqa: S608
 
     def _stored(self, p: Prepared, method: str) -> Stored:
         return Stored(p.res_type, p.res_id, p.version, p.last_updated, False, p.content, method)
@@ -301,7 +351,11 @@ class Repository:
         with self.engine.connect() as conn:
             conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
-                yield Unit(self, conn)
+                unit = Unit(self, conn)
+                try:
+                    yield unit
+                finally:
+                    unit.cur.close()
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:

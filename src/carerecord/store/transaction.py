@@ -119,19 +119,28 @@ class TransactionProcessor:
         self.repo = interactions.repo
         self.get = get
 
-    def process(self, doc: dict[str, Any], *, return_resources: bool = True) -> bytes:
+    def process(self, doc: dict[str, Any], *, return_resources: bool = True,
+                unit: Unit | None = None) -> bytes:
+        """Process a transaction or batch Bundle, on ``unit`` or a unit of its own, and return
+        the response Bundle."""
         kind = doc.get("type")
         if doc.get("resourceType") != "Bundle" or kind not in ("transaction", "batch"):
             raise Invalid("Only a Bundle of type transaction or batch can be posted to the base URL",
                           "Bundle.type")
         entries = parse_entries(doc, kind)
-        if kind == "transaction":
-            with self.repo.unit() as unit:
-                self.transaction(unit, entries)
+        if unit is None:
+            with self.repo.unit() as own:
+                self._run(own, kind, entries)
         else:
-            self.batch(entries)
+            self._run(unit, kind, entries)
         return self.response(entries, "transaction-response" if kind == "transaction"
                              else "batch-response", return_resources)
+
+    def _run(self, unit: Unit, kind: str, entries: list[Entry]) -> None:
+        if kind == "transaction":
+            self.transaction(unit, entries)
+        else:
+            self.batch(unit, entries)
 
     # -- transaction ------------------------------------------------------------------------------
     def transaction(self, unit: Unit, entries: list[Entry]) -> None:
@@ -274,10 +283,11 @@ class TransactionProcessor:
         e.body = body
 
     # -- batch -------------------------------------------------------------------------------------
-    def batch(self, entries: list[Entry]) -> None:
+    def batch(self, unit: Unit, entries: list[Entry]) -> None:
+        """Each entry under its own savepoint: one failing leaves the others in place."""
         for e in sorted(entries, key=lambda x: _ORDER[x.method]):
             try:
-                with self.repo.unit() as unit:
+                with unit.savepoint():
                     self.transaction(unit, [e])
             except FhirError as err:
                 e.result = Result(err.status, None, err.issues)
