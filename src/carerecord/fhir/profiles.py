@@ -135,6 +135,19 @@ def _extension_urls() -> frozenset[str]:
     return frozenset(u for u, p in _data()["profiles"].items() if p["type"] == "Extension")
 
 
+@cache
+def url_prefixes() -> tuple[bytes, ...]:
+    """The distinct ``host/path/`` prefixes of every held profile and extension URL."""
+    urls = held_profiles() | _extension_urls()
+    return tuple(sorted({u.rsplit("/", 1)[0].split("://", 1)[-1].encode() + b"/" for u in urls}))
+
+
+def may_apply(serialised: bytes) -> bool:
+    """False when a resource's JSON names no held profile or extension anywhere, so
+    :func:`validate` could only report information issues and its walk can be skipped."""
+    return any(prefix in serialised for prefix in url_prefixes())
+
+
 def validate(resource: dict[str, Any], profiles: Iterable[str] | None = None) -> list[Issue]:
     """Issues of a resource against its held profiles and the UK Core extensions it uses.
 

@@ -79,9 +79,16 @@ class Interactions:
         """Every relative reference must name a resource that exists (or is being written in
         this unit); a broken one is a 400 naming the element. Absolute URLs to other servers
         are not checked."""
+        self.check_reference_objects(
+            unit, [ro for where, resource in resources for ro in reference_objects(resource, where)],
+            pending)
+
+    def check_reference_objects(self, unit: Unit, refs: list[tuple[str, dict[str, Any]]],
+                                pending: frozenset[tuple[str, str]] = frozenset()) -> None:
+        """:meth:`check_references` for reference objects already found (path, object)."""
         wanted: dict[tuple[str, str], str] = {}
-        for where, resource in resources:
-            for path, obj in reference_objects(resource, where):
+        if refs:
+            for path, obj in refs:
                 ref = local_reference(obj["reference"], self.base)
                 if ref != obj["reference"]:
                     obj["reference"] = ref

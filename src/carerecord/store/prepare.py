@@ -47,10 +47,13 @@ def check(resource: dict[str, Any]) -> None:
         if any(i.code == "structure" for i in issues):
             raise Invalid.of(issues)
         raise Unprocessable.of(issues)
-    # Claimed UK Core profiles and the UK Core extensions used anywhere in the resource.
-    broken = [i for i in profiles.validate(resource) if i.severity in ("error", "fatal")]
-    if broken:
-        raise Unprocessable.of(broken)
+    # Claimed UK Core profiles and the UK Core extensions used anywhere in the resource. A
+    # resource whose JSON names none of the held URLs is skipped: one serialisation (about
+    # 1.5 us) instead of a walk of the whole tree.
+    if profiles.may_apply(orjson.dumps(resource)):
+        broken = [i for i in profiles.validate(resource) if i.severity in ("error", "fatal")]
+        if broken:
+            raise Unprocessable.of(broken)
     if resource.get("resourceType") == "SearchParameter":
         from carerecord.store.reindex import check_search_parameter
 

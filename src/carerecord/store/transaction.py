@@ -48,6 +48,7 @@ class Entry:
     query: str | None = None
     result: Result | None = None
     body: bytes | None = None
+    refs: list[tuple[str, dict[str, Any]]] | None = None  # reference objects, found once
 
 
 def _locate(expr: str, where: str) -> str:
@@ -227,7 +228,8 @@ class TransactionProcessor:
 
     def _rewrite(self, unit: Unit, e: Entry, mapping: dict[str, str]) -> None:
         assert e.resource is not None
-        for path, obj in reference_objects(e.resource, e.res_type):
+        e.refs = reference_objects(e.resource, f"Bundle.entry[{e.index}].resource")
+        for path, obj in e.refs:
             ref = obj["reference"] = local_reference(obj["reference"], self.ix.base)
             if ref in mapping:
                 obj["reference"] = mapping[ref]
@@ -266,8 +268,9 @@ class TransactionProcessor:
             except FhirError as err:
                 raise _fail(err, e.index) from None
         try:
-            self.ix.check_references(unit, [(f"Bundle.entry[{e.index}].resource", e.resource)
-                                            for e in writes if e.resource is not None], pending)
+            self.ix.check_reference_objects(unit, [ro for e in writes for ro in (
+                e.refs if e.refs is not None else reference_objects(
+                    e.resource, f"Bundle.entry[{e.index}].resource"))], pending)
         except FhirError as err:
             raise type(err).of(err.issues) from None
         unit.write(batch)
