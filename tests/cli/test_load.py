@@ -102,3 +102,26 @@ def test_a_load_killed_mid_way_leaves_only_whole_bundles(engine: Engine, databas
     assert total == expected, "a bundle was partly written"
     checked = cli(database_url, "check")
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_parallel_load_rejects_a_bad_bundle_alone_and_says_where(engine: Engine, database_url: str,
+                                                                  tmp_path: Path) -> None:
+    """With --jobs 2 bundles are validated in worker processes; a bad one is still reported
+    with the entry and element at fault, and the good ones load."""
+    wipe(engine)
+
+    def bundle(*resources: dict[str, object]) -> bytes:
+        return orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": f"urn:uuid:00000000-0000-4000-8000-00000000000{i}", "resource": r,
+             "request": {"method": "POST", "url": r["resourceType"]}} for i, r in enumerate(resources)]})
+
+    pat = {"resourceType": "Patient", "name": [{"family": "Ok"}]}
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+           "subject": {"reference": "urn:uuid:00000000-0000-4000-8000-000000000000"}}
+    (tmp_path / "a.json").write_bytes(bundle(pat, obs))
+    (tmp_path / "b.json").write_bytes(bundle(pat, {**obs, "status": "sort-of"}))
+    (tmp_path / "c.json.gz").write_bytes(gzip.compress(bundle(pat, obs)))
+    done = cli(database_url, "load", str(tmp_path), "--jobs", "2")
+    assert done.returncode == 1
+    assert "b.json: Bundle.entry[1].resource.status" in done.stderr, done.stderr
+    assert live_counts(engine) == Counter({"Patient": 2, "Observation": 2})

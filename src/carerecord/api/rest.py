@@ -30,6 +30,7 @@ from carerecord.store.interactions import Result, check_type
 from carerecord.store.prepare import check
 from carerecord.store.records import Stored
 from carerecord.store.repository import Unit
+from carerecord.store.transaction import stage
 
 
 def ctx(request: Request) -> Context:
@@ -332,7 +333,10 @@ async def transaction(request: Request) -> Response:
     media = response_format(request)
     body = await read_body(request)
     full = prefer(request, "return") != "minimal"
-    out = await c.writes.run(lambda unit: c.processor.process(body, return_resources=full, unit=unit))
+    # Validation and index extraction happen here, before the write lock is taken.
+    kind, entries = stage(body, c.repo.registry, c.base)
+    out = await c.writes.run(
+        lambda unit: c.processor.process_staged(kind, entries, return_resources=full, unit=unit))
     return fhir_response(out, media=media)
 
 

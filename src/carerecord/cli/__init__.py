@@ -124,9 +124,12 @@ def demo(people: int, seed: int, host: str | None, port: int | None, workers: in
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--jobs", type=int, default=None,
+              help="Processes that parse and validate files ahead of the writer (default: CPUs)")
 @db_option
 @dir_option
-def load(paths: tuple[Path, ...], database: str | None, data_dir: Path | None) -> None:
+def load(paths: tuple[Path, ...], jobs: int | None, database: str | None,
+         data_dir: Path | None) -> None:
     """Load Bundles, resources or NDJSON from files or folders (.json/.ndjson, optionally .gz)."""
     from carerecord.cli.load import Loader, LoadReport, find_files
     from carerecord.store.interactions import Interactions
@@ -142,9 +145,8 @@ def load(paths: tuple[Path, ...], database: str | None, data_dir: Path | None) -
     started = time.perf_counter()
     with _progress() as progress, loader:
         task = progress.add_task("Loading", total=len(files))
-        for f in files:
-            loader.load_file(f, report)
-            progress.advance(task)
+        loader.load_files(files, report, jobs=jobs if jobs is not None else (os.cpu_count() or 1),
+                          progress=lambda: progress.advance(task))
     _summary(report, time.perf_counter() - started)
     if report.rejected:
         sys.exit(1)

@@ -12,9 +12,11 @@ skipped silently: every rejected file, entry or line is reported with why.
 from __future__ import annotations
 
 import gzip
+import multiprocessing
 import re
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +24,12 @@ from typing import Any
 import orjson
 
 from carerecord.errors import FhirError
+from carerecord.fhir.indexing import IndexRows
+from carerecord.fhir.search_params import SearchParamRegistry
 from carerecord.store.interactions import Interactions
+from carerecord.store.reindex import add_custom_parameters, stored_search_parameters
 from carerecord.store.repository import Unit
-from carerecord.store.transaction import TransactionProcessor, parse_entries
+from carerecord.store.transaction import Entry, TransactionProcessor, parse_entries, stage
 
 SUFFIXES = (".json", ".json.gz", ".ndjson", ".ndjson.gz")
 
@@ -74,6 +79,64 @@ def _items(path: Path, data: bytes) -> Iterator[tuple[str, dict[str, Any] | str]
         yield str(path), orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         yield str(path), f"not valid JSON: {exc}"
+
+
+# -- staging, in worker processes -----------------------------------------------------------------
+# A file's items: ("error", where, why) | ("staged", where, kind, entries) | ("bundle", where, doc)
+# | ("resource", where, resource). Staging (parsing, validation, index extraction) is most of
+# the CPU of a load; workers do it for files in parallel while the main process writes.
+Item = tuple[Any, ...]
+_worker: dict[str, Any] = {}
+
+
+def _init_worker(custom: list[dict[str, Any]], base: str | None) -> None:
+    registry = SearchParamRegistry()
+    add_custom_parameters(registry, custom)
+    _worker.update(registry=registry, base=base)
+
+
+def stage_file(path: Path, registry: SearchParamRegistry | None = None,
+               base: str | None = None, pack: bool = True) -> list[Item]:
+    """Read, parse and stage one file (in a worker, or in the main process). ``pack``: return
+    staged bundles as bytes and plain tuples, cheap to send between processes."""
+    if registry is None:  # in a worker process
+        registry, base = _worker["registry"], _worker["base"]
+    try:
+        data = _read(path)
+    except OSError as exc:
+        return [("error", str(path), f"cannot be read: {exc}")]
+    out: list[Item] = []
+    for where, item in _items(path, data):
+        if isinstance(item, str):
+            out.append(("error", where, item))
+        elif item.get("resourceType") == "Bundle" and item.get("type") in ("transaction", "batch"):
+            try:
+                kind, entries = stage(item, registry, base)
+                if not pack:
+                    out.append(("entries", where, kind, entries))
+                    continue
+                # Sent back as JSON bytes plus plain tuples: unpickling Entry objects cost the
+                # writer more than staging saved it.
+                staged = [(e.res_id, tuple(e.staged[0]), e.staged[1],
+                           [(path, ref["reference"]) for path, ref in e.refs or ()])
+                          if e.staged else (e.res_id, None, None, None) for e in entries]
+                out.append(("staged", where, kind, orjson.dumps(item), staged))
+            except FhirError:
+                out.append(("bundle", where, item))  # processing reports why
+        else:
+            out.append(("resource", where, item))
+    return out
+
+
+def unpack(kind: str, doc: bytes, staged: list[tuple[Any, ...]]) -> list[Entry]:
+    """Entries of a Bundle staged in a worker (see :func:`stage_file`)."""
+    entries = parse_entries(orjson.loads(doc), kind)
+    for (res_id, rows, comps, refs), e in zip(staged, entries, strict=True):
+        e.res_id = res_id
+        if rows is not None:
+            e.staged = (IndexRows(*rows), comps)
+            e.refs = [(path, {"reference": ref}) for path, ref in refs]
+    return entries
 
 
 def describe(err: FhirError, loose_type: str | None = None) -> str:
@@ -133,27 +196,79 @@ class Loader:
         if self._pending >= self.group_size:
             self._end()
 
-    def load_file(self, path: Path, report: LoadReport) -> None:
-        report.files += 1
-        try:
-            data = _read(path)
-        except OSError as exc:
-            report.rejected.append((str(path), f"cannot be read: {exc}"))
+    def load_files(self, files: list[Path], report: LoadReport, *, jobs: int = 1,
+                   progress: Any = None) -> None:
+        """Load ``files`` in order; with ``jobs`` > 1, worker processes stage them ahead."""
+        if jobs <= 1 or len(files) < 2:
+            for f in files:
+                self.load_file(f, report)
+                if progress:
+                    progress()
             return
+        custom = stored_search_parameters(self.ix.repo.engine)
+        ctx = multiprocessing.get_context("spawn")  # workers share nothing with our connections
+        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(custom, self.ix.base)) as pool:
+            window: deque[Future[list[Item]]] = deque()
+            todo = iter(files)
+            for f in todo:
+                window.append(pool.submit(stage_file, f))
+                if len(window) >= 4 * jobs:
+                    break
+            while window:
+                items = window.popleft().result()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    window.append(pool.submit(stage_file, nxt))
+                self.load_items(items, report)
+                if progress:
+                    progress()
+
+    def load_file(self, path: Path, report: LoadReport) -> None:
+        """Load one file in this process (bundles are staged here, without a JSON round trip)."""
+        self.load_items(stage_file(path, self.ix.repo.registry, self.ix.base, pack=False), report)
+
+    def load_items(self, items: list[Item], report: LoadReport) -> None:
+        """Write one file's items: staged bundles, bundles, and loose resources in batches."""
+        report.files += 1
         pending: list[tuple[str, dict[str, Any]]] = []
-        for where, item in _items(path, data):
-            if isinstance(item, str):
-                report.rejected.append((where, item))
-            elif item.get("resourceType") == "Bundle" and item.get("type") in ("transaction", "batch"):
-                self._flush(pending, report)
-                pending = []
-                self.load_bundle(where, item, report)
-            else:
-                pending.append((where, item))
+        for item in items:
+            if item[0] == "resource":
+                pending.append((item[1], item[2]))
                 if len(pending) >= self.batch_size:
                     self._flush(pending, report)
                     pending = []
+                continue
+            self._flush(pending, report)
+            pending = []
+            if item[0] == "error":
+                report.rejected.append((item[1], item[2]))
+            elif item[0] == "staged":
+                self.load_staged(item[1], item[2], unpack(item[2], item[3], item[4]), report)
+            elif item[0] == "entries":
+                self.load_staged(item[1], item[2], item[3], report)
+            else:
+                self.load_bundle(item[1], item[2], report)
         self._flush(pending, report)
+
+    def load_staged(self, where: str, kind: str, entries: list[Entry], report: LoadReport) -> None:
+        try:
+            if kind == "transaction":
+                unit = self._group()
+                with unit.savepoint():
+                    self.processor.transaction(unit, entries)
+                self._pending += len(entries)
+                if self._pending >= self.group_size:
+                    self._end()
+            else:
+                self._end()
+                self.processor.process_staged(kind, entries, return_resources=False)
+        except FhirError as err:
+            report.rejected.append((where, describe(err)))
+            return
+        for e in entries:
+            if e.method in ("POST", "PUT") and isinstance(e.resource, dict):
+                report.loaded[e.resource.get("resourceType", "?")] += 1
 
     def load_bundle(self, where: str, doc: dict[str, Any], report: LoadReport) -> None:
         try:

@@ -75,8 +75,11 @@ def stamp(resource: dict[str, Any], res_id: str, version: int, last_updated: int
 
 
 def prepare(resource: dict[str, Any], res_id: str, version: int, last_updated: int,
-            registry: SearchParamRegistry, *, validated: bool = False) -> Prepared:
-    """Validate (unless already done), stamp, serialise and index one resource."""
+            registry: SearchParamRegistry, *, validated: bool = False,
+            indexed: tuple[IndexRows, list[str]] | None = None) -> Prepared:
+    """Validate (unless already done), stamp, serialise and index one resource. ``indexed``:
+    index rows and compartments already extracted from this content (see
+    ``transaction.stage``); stamping changes nothing they depend on."""
     if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
         raise Invalid("A resource must be a JSON object with a resourceType",
                       issues=[Issue("error", "structure", "A resource must be a JSON object with a "
@@ -84,10 +87,11 @@ def prepare(resource: dict[str, Any], res_id: str, version: int, last_updated: i
     if not validated:
         check(resource)
     final = stamp(resource, res_id, version, last_updated)
-    rows = extract(final, registry)
+    rows, compartments = indexed if indexed is not None else (
+        extract(final, registry), patient_compartments(final))
     rows.string.extend(narrative_words(final))
     return Prepared(final["resourceType"], res_id, version, last_updated, final,
-                    orjson.dumps(final), rows, patient_compartments(final))
+                    orjson.dumps(final), rows, compartments)
 
 
 _TAG = re.compile(r"<[^>]*>")

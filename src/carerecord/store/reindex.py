@@ -32,24 +32,33 @@ def check_search_parameter(resource: dict[str, Any]) -> None:
                       err.issues[0].expression) from None
 
 
-def load_custom_parameters(repo: Any) -> int:
-    """Add every live stored SearchParameter whose URL is not an official one to the
-    repository's registry; returns how many were added."""
-    added = 0
-    with repo.engine.connect() as conn:
+def stored_search_parameters(engine: Any) -> list[dict[str, Any]]:
+    """Every live SearchParameter resource in the store."""
+    with engine.connect() as conn:
         rows = conn.execute(select(_V.c.content).join(
             _R, and_(_V.c.rid == _R.c.rid, _V.c.version == _R.c.version))
             .where(_R.c.res_type == "SearchParameter", _R.c.deleted.is_(False))).scalars()
-        for content in rows:
-            doc = orjson.loads(content)
-            known = repo.registry.by_url(doc.get("url", ""))
-            if known is None or known.expression != doc.get("expression"):
-                try:
-                    repo.registry.add(doc)
-                    added += 1
-                except Invalid:
-                    continue  # stored before it was checked: skipped, `check` reports it
+        return [orjson.loads(content) for content in rows]
+
+
+def add_custom_parameters(registry: SearchParamRegistry, docs: list[dict[str, Any]]) -> int:
+    """Add the SearchParameters whose URL is not an official one (or whose expression
+    differs) to ``registry``; returns how many were added."""
+    added = 0
+    for doc in docs:
+        known = registry.by_url(doc.get("url", ""))
+        if known is None or known.expression != doc.get("expression"):
+            try:
+                registry.add(doc)
+                added += 1
+            except Invalid:
+                continue  # stored before it was checked: skipped
     return added
+
+
+def load_custom_parameters(repo: Any) -> int:
+    """Add every stored custom SearchParameter to the repository's registry."""
+    return add_custom_parameters(repo.registry, stored_search_parameters(repo.engine))
 
 
 def reindex(repo: Any, types: list[str] | None = None, *, batch: int = 1000,

@@ -21,8 +21,11 @@ import orjson
 
 from carerecord.errors import FhirError, Invalid, Issue, PreconditionFailed
 from carerecord.fhir import bundle as fb
+from carerecord.fhir import model
+from carerecord.fhir.indexing import IndexRows, extract, patient_compartments
 from carerecord.fhir.outcome import outcome
 from carerecord.fhir.references import local_reference, reference_objects
+from carerecord.fhir.search_params import SearchParamRegistry
 from carerecord.store.interactions import Interactions, Result, check_id, check_type
 from carerecord.store.prepare import Prepared, check, prepare
 from carerecord.store.records import Stored, iso_instant
@@ -49,6 +52,7 @@ class Entry:
     result: Result | None = None
     body: bytes | None = None
     refs: list[tuple[str, dict[str, Any]]] | None = None  # reference objects, found once
+    staged: tuple[IndexRows, list[str]] | None = None  # validated; its index rows (see stage)
 
 
 def _locate(expr: str, where: str) -> str:
@@ -102,6 +106,56 @@ def parse_entries(doc: dict[str, Any], kind: str) -> list[Entry]:
     return out
 
 
+def stage(doc: dict[str, Any], registry: SearchParamRegistry,
+          base: str | None = None) -> tuple[str, list[Entry]]:
+    """The part of processing a transaction or batch that needs no database, so it can run
+    before the write lock is taken (the API) or in other processes (``carerecord load``).
+
+    Allocates ids for plain POSTs, rewrites ``urn:uuid`` references to them (transactions
+    only) and references to ``base`` to relative ones; then every POST or PUT whose references
+    are all resolved is validated and its index rows extracted (``Entry.staged``). Anything
+    needing the database (ifNoneExist, conditional URLs and references) or failing
+    validation is left as it was: processing does that part, and reports failures with their
+    location, as without staging."""
+    kind = doc.get("type")
+    if doc.get("resourceType") != "Bundle" or kind not in ("transaction", "batch"):
+        raise Invalid("Only a Bundle of type transaction or batch can be posted to the base URL",
+                      "Bundle.type")
+    entries = parse_entries(doc, kind)
+    mapping: dict[str, str] = {}
+    types = model.resource_types()
+    for e in entries:
+        res = e.resource
+        if not isinstance(res, dict) or res.get("resourceType") != e.res_type or e.res_type not in types:
+            continue
+        if e.method == "POST" and not e.request.get("ifNoneExist"):
+            e.res_id = new_id()
+        elif not (e.method == "PUT" and not e.query and e.res_id and res.get("id") in (None, e.res_id)):
+            continue
+        if e.full_url and kind == "transaction":
+            mapping[e.full_url] = f"{e.res_type}/{e.res_id}"
+    for e in entries:
+        if e.res_id is None or e.method not in ("POST", "PUT") or not isinstance(e.resource, dict):
+            continue
+        resolved = True
+        refs = reference_objects(e.resource, f"Bundle.entry[{e.index}].resource")
+        for _, obj in refs:
+            ref = mapping.get(obj["reference"], local_reference(obj["reference"], base))
+            obj["reference"] = ref
+            if ref.startswith("urn:") or ("?" in ref and not ref.startswith(("http:", "https:"))):
+                resolved = False
+        if not resolved:
+            continue
+        try:
+            check(e.resource)
+            final = {**e.resource, "id": e.res_id}
+            e.staged = (extract(final, registry), patient_compartments(final))
+            e.refs = [(path, {"reference": obj["reference"]}) for path, obj in refs]
+        except FhirError:
+            continue  # processing reports it, located in the Bundle
+    return str(kind), entries
+
+
 def _if_match(entry: Entry) -> int | None:
     raw = entry.request.get("ifMatch")
     if not raw:
@@ -124,11 +178,12 @@ class TransactionProcessor:
                 unit: Unit | None = None) -> bytes:
         """Process a transaction or batch Bundle, on ``unit`` or a unit of its own, and return
         the response Bundle."""
-        kind = doc.get("type")
-        if doc.get("resourceType") != "Bundle" or kind not in ("transaction", "batch"):
-            raise Invalid("Only a Bundle of type transaction or batch can be posted to the base URL",
-                          "Bundle.type")
-        entries = parse_entries(doc, kind)
+        kind, entries = stage(doc, self.repo.registry, self.ix.base)
+        return self.process_staged(kind, entries, return_resources=return_resources, unit=unit)
+
+    def process_staged(self, kind: str, entries: list[Entry], *, return_resources: bool = True,
+                       unit: Unit | None = None) -> bytes:
+        """Process entries from :func:`stage`, on ``unit`` or a unit of its own."""
         if unit is None:
             with self.repo.unit() as own:
                 self._run(own, kind, entries)
@@ -155,7 +210,7 @@ class TransactionProcessor:
                 raise _fail(err, e.index) from None
         self._check_overlaps(entries)
         for e in entries:  # rewrite urn:uuid and conditional references everywhere
-            if e.resource is not None:
+            if e.resource is not None and e.staged is None:  # (staging resolved the others)
                 try:
                     self._rewrite(unit, e, mapping)
                 except FhirError as err:
@@ -214,7 +269,7 @@ class TransactionProcessor:
                 e.res_id = hits[0].res_id
                 e.result = Result(200, unit.read(e.res_type, e.res_id))
             else:
-                e.res_id = new_id()
+                e.res_id = e.res_id or new_id()
         elif e.query:
             hits = self.ix.find(unit.conn, e.res_type, e.query)
             if len(hits) > 1:
@@ -255,14 +310,15 @@ class TransactionProcessor:
                 res = e.resource
                 if e.method == "PUT" and res.get("id") not in (None, e.res_id):
                     raise Invalid(f"Resource id {res.get('id')!r} does not match {e.url}", "id")
-                check(res)
+                if e.staged is None:
+                    check(res)
                 cur = currents.get((e.res_type, e.res_id)) if e.method == "PUT" else None
                 wanted = _if_match(e)
                 if wanted is not None and (cur is None or cur.version != wanted):
                     raise PreconditionFailed(f"ifMatch version {wanted} is stale for {e.url}")
                 version = cur.version + 1 if cur else 1
                 batch.append((prepare(res, e.res_id, version, unit.now, self.repo.registry,
-                                      validated=True), cur, e.method))
+                                      validated=True, indexed=e.staged), cur, e.method))
                 created = cur is None or cur.deleted
                 e.result = Result(201 if created else 200)
             except FhirError as err:
