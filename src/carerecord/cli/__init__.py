@@ -90,12 +90,14 @@ def _safe(url: str) -> str:
 @click.option("--port", type=int)
 @click.option("--workers", type=int)
 @click.option("--no-serve", is_flag=True, help="Load the demo community and exit")
+@click.option("--jobs", type=int, default=None,
+              help="Processes that generate and validate people ahead of the writer (default: CPUs)")
 @db_option
 @dir_option
 def demo(people: int, seed: int, host: str | None, port: int | None, workers: int | None,
-         no_serve: bool, database: str | None, data_dir: Path | None) -> None:
+         no_serve: bool, jobs: int | None, database: str | None, data_dir: Path | None) -> None:
     """Load the demo integrated care system (idempotent) and serve it."""
-    from carerecord.cli.load import Loader, LoadReport
+    from carerecord.cli.load import Loader, LoadReport, stage_people
     from carerecord.demo import generate
     from carerecord.store.interactions import Interactions
 
@@ -112,9 +114,18 @@ def demo(people: int, seed: int, host: str | None, port: int | None, workers: in
     else:
         with _progress() as progress, loader:
             task = progress.add_task("Loading the demo community", total=people + 1)
-            for doc in _chain(first, bundles):
-                loader.load_bundle("demo", doc, report)
-                progress.advance(task)
+            loader.load_bundle("demo", first, report)
+            progress.advance(task)
+            cpus = jobs if jobs is not None else (os.cpu_count() or 1)
+            step = 250
+            if people >= 2 * step and cpus > 1:  # generate and validate in workers, write here
+                loader.load_parallel(stage_people, [(i, min(i + step, people), seed)
+                                                    for i in range(0, people, step)],
+                                     report, jobs=cpus, progress=lambda n: progress.advance(task, n))
+            else:
+                for doc in bundles:
+                    loader.load_bundle("demo", doc, report)
+                    progress.advance(task)
         _summary(report, time.perf_counter() - started, "the demo generator")
         if report.rejected:
             sys.exit(1)
@@ -146,7 +157,7 @@ def load(paths: tuple[Path, ...], jobs: int | None, database: str | None,
     with _progress() as progress, loader:
         task = progress.add_task("Loading", total=len(files))
         loader.load_files(files, report, jobs=jobs if jobs is not None else (os.cpu_count() or 1),
-                          progress=lambda: progress.advance(task))
+                          progress=lambda n: progress.advance(task, n))
     _summary(report, time.perf_counter() - started)
     if report.rejected:
         sys.exit(1)
@@ -211,11 +222,6 @@ def check(database: str | None, data_dir: Path | None) -> None:
     click.echo("OK: no problems found" if not problems else f"{len(problems)} problem(s) found")
     if problems:
         sys.exit(1)
-
-
-def _chain(first: Any, rest: Any) -> Any:
-    yield first
-    yield from rest
 
 
 def _exists(repo: Any, res_type: str, res_id: str) -> bool:

@@ -95,6 +95,31 @@ def _init_worker(custom: list[dict[str, Any]], base: str | None) -> None:
     _worker.update(registry=registry, base=base)
 
 
+def stage_doc(where: str, item: dict[str, Any], registry: SearchParamRegistry, base: str | None,
+              pack: bool) -> Item:
+    """Stage one transaction or batch Bundle (see :func:`stage_file`)."""
+    try:
+        kind, entries = stage(item, registry, base)
+    except FhirError:
+        return ("bundle", where, item)  # processing reports why
+    if not pack:
+        return ("entries", where, kind, entries)
+    # Sent back as JSON bytes plus plain tuples: unpickling Entry objects cost the writer
+    # more than staging saved it.
+    staged = [(e.res_id, tuple(e.staged[0]), e.staged[1],
+               [(path, ref["reference"]) for path, ref in e.refs or ()])
+              if e.staged else (e.res_id, None, None, None) for e in entries]
+    return ("staged", where, kind, orjson.dumps(item), staged)
+
+
+def stage_people(start: int, stop: int, seed: int) -> list[Item]:
+    """In a worker: generate and stage the demo community's people ``start`` to ``stop``."""
+    from carerecord.demo import DEMO_TODAY, person_resources, transaction
+
+    return [stage_doc("demo", transaction(person_resources(i, seed, DEMO_TODAY)),
+                      _worker["registry"], _worker["base"], True) for i in range(start, stop)]
+
+
 def stage_file(path: Path, registry: SearchParamRegistry | None = None,
                base: str | None = None, pack: bool = True) -> list[Item]:
     """Read, parse and stage one file (in a worker, or in the main process). ``pack``: return
@@ -110,19 +135,7 @@ def stage_file(path: Path, registry: SearchParamRegistry | None = None,
         if isinstance(item, str):
             out.append(("error", where, item))
         elif item.get("resourceType") == "Bundle" and item.get("type") in ("transaction", "batch"):
-            try:
-                kind, entries = stage(item, registry, base)
-                if not pack:
-                    out.append(("entries", where, kind, entries))
-                    continue
-                # Sent back as JSON bytes plus plain tuples: unpickling Entry objects cost the
-                # writer more than staging saved it.
-                staged = [(e.res_id, tuple(e.staged[0]), e.staged[1],
-                           [(path, ref["reference"]) for path, ref in e.refs or ()])
-                          if e.staged else (e.res_id, None, None, None) for e in entries]
-                out.append(("staged", where, kind, orjson.dumps(item), staged))
-            except FhirError:
-                out.append(("bundle", where, item))  # processing reports why
+            out.append(stage_doc(where, item, registry, base, pack))
         else:
             out.append(("resource", where, item))
     return out
@@ -203,26 +216,32 @@ class Loader:
             for f in files:
                 self.load_file(f, report)
                 if progress:
-                    progress()
+                    progress(1)
             return
+        self.load_parallel(stage_file, [(f,) for f in files], report, jobs=jobs, progress=progress)
+
+    def load_parallel(self, fn: Any, tasks: list[tuple[Any, ...]], report: LoadReport, *,
+                      jobs: int, progress: Any = None) -> None:
+        """Run ``fn(*task)`` (a module-level function returning items) for each task in worker
+        processes, a bounded window ahead, and write the results here in task order."""
         custom = stored_search_parameters(self.ix.repo.engine)
         ctx = multiprocessing.get_context("spawn")  # workers share nothing with our connections
         with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
                                  initargs=(custom, self.ix.base)) as pool:
             window: deque[Future[list[Item]]] = deque()
-            todo = iter(files)
-            for f in todo:
-                window.append(pool.submit(stage_file, f))
+            todo = iter(tasks)
+            for task in todo:
+                window.append(pool.submit(fn, *task))
                 if len(window) >= 4 * jobs:
                     break
             while window:
                 items = window.popleft().result()
                 nxt = next(todo, None)
                 if nxt is not None:
-                    window.append(pool.submit(stage_file, nxt))
+                    window.append(pool.submit(fn, *nxt))
                 self.load_items(items, report)
                 if progress:
-                    progress()
+                    progress(len(items))
 
     def load_file(self, path: Path, report: LoadReport) -> None:
         """Load one file in this process (bundles are staged here, without a JSON round trip)."""
