@@ -1,0 +1,1 @@
+"""carerecord's benchmark suite; run it with ``python -m benchmarks`` (see benchmarks/run.py)."""
