@@ -391,11 +391,15 @@ class Repository:
         else:
             raw = self.engine.raw_connection()
             try:
+                if self.is_postgres:  # no BEGIN before and ROLLBACK after one SELECT
+                    raw.driver_connection.autocommit = True  # type: ignore[union-attr]
                 cur = raw.cursor()
                 cur.execute(self._read_sql, (res_type, res_id))
                 row = cur.fetchone()
                 cur.close()
             finally:
+                if self.is_postgres:
+                    raw.driver_connection.autocommit = False  # type: ignore[union-attr]
                 raw.close()
         if row is None:
             raise NotFound(f"{res_type}/{res_id} is not known")
