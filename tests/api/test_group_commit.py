@@ -1,0 +1,61 @@
+"""Group commit: concurrent writes share a transaction, but each succeeds or fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from carerecord.api.writes import WriteQueue
+from carerecord.errors import Invalid
+from carerecord.store.interactions import Interactions
+from carerecord.store.repository import Repository
+
+
+def test_a_failing_job_in_a_batch_undoes_only_its_own_writes(repo: Repository) -> None:
+    ix = Interactions(repo)
+    queue = WriteQueue(repo)
+
+    def good(n: int):  # type: ignore[no-untyped-def]
+        return lambda unit: ix.create(unit, {"resourceType": "Patient", "name": [{"family": f"P{n}"}]},
+                                      "Patient")
+
+    def bad(unit):  # type: ignore[no-untyped-def]
+        ix.create(unit, {"resourceType": "Patient", "name": [{"family": "Half"}]}, "Patient")
+        raise Invalid("refused after writing")  # its first write must be undone too
+
+    async def main() -> list[object]:
+        jobs = [good(1), bad, good(2), good(3)]
+        return await asyncio.gather(*(queue.run(j) for j in jobs), return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert isinstance(results[1], Invalid)
+    assert all(getattr(r, "status", None) == 201 for i, r in enumerate(results) if i != 1)
+    from carerecord.fhir.search_query import parse
+    from carerecord.store.search import Searcher
+
+    with repo.reading() as conn:
+        hits = Searcher(repo.registry).run(conn, parse(("Patient",), [], repo.registry), 50).matches
+    families = sorted(h.content.decode().split('"family":"')[1].split('"')[0] for h in hits)
+    assert families == ["P1", "P2", "P3"]
+
+
+@pytest.mark.http
+def test_concurrent_creates_over_http_are_each_answered_on_their_own(live_server: str,
+                                                                     client: httpx.Client) -> None:
+    async def main() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=live_server, timeout=30) as c:
+            bodies = [{"resourceType": "Patient", "name": [{"family": f"C{i}"}]} for i in range(20)]
+            bodies[7] = {"resourceType": "Patient", "birthDate": "1970-13-01"}
+            bodies[13] = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                          "subject": {"reference": "Patient/nobody"}}
+            urls = ["Patient" if b["resourceType"] == "Patient" else "Observation" for b in bodies]
+            return await asyncio.gather(*(c.post(u, json=b, headers={"Content-Type": "application/fhir+json"})
+                                          for u, b in zip(urls, bodies, strict=True)))
+
+    responses = asyncio.run(main())
+    statuses = [r.status_code for r in responses]
+    assert statuses[7] in (400, 422) and statuses[13] == 400
+    assert statuses.count(201) == 18
+    assert client.get("Patient", params={"_total": "accurate"}).json()["total"] == 18
