@@ -31,6 +31,7 @@ from carerecord.store.interactions import Result, check_type
 from carerecord.store.prepare import check
 from carerecord.store.records import Stored
 from carerecord.store.repository import Unit
+from carerecord.store.search import SearchResult
 from carerecord.store.transaction import stage
 
 
@@ -220,7 +221,7 @@ async def search_type(request: Request) -> Response:
     t = request.path_params["type"]
     check_type(t)
     params = await _search_params(request)
-    return run_search(request, (t,), params, f"{ctx(request).base}/{t}")
+    return await run_search(request, (t,), params, f"{ctx(request).base}/{t}")
 
 
 async def search_compartment(request: Request) -> Response:
@@ -231,7 +232,7 @@ async def search_compartment(request: Request) -> Response:
     check_type(t)
     c.repo.read("Patient", pid)  # 404/410 for an unknown patient
     params = await _search_params(request)
-    return run_search(request, (t,), params, f"{c.base}/Patient/{pid}/{t}", compartment=pid)
+    return await run_search(request, (t,), params, f"{c.base}/Patient/{pid}/{t}", compartment=pid)
 
 
 async def search_system(request: Request) -> Response:
@@ -245,7 +246,7 @@ async def search_system(request: Request) -> Response:
             kept.append((k, v))
     for t in types:
         check_type(t)
-    return run_search(request, types, params, ctx(request).base, kept=kept)
+    return await run_search(request, types, params, ctx(request).base, kept=kept)
 
 
 async def _search_params(request: Request) -> list[tuple[str, str]]:
@@ -259,7 +260,7 @@ async def _search_params(request: Request) -> list[tuple[str, str]]:
     return params
 
 
-def run_search(request: Request, types: tuple[str, ...], params: list[tuple[str, str]], path: str,
+async def run_search(request: Request, types: tuple[str, ...], params: list[tuple[str, str]], path: str,
                *, compartment: str | None = None, kept: list[tuple[str, str]] | None = None) -> Response:
     c = ctx(request)
     media = response_format(request)
@@ -273,8 +274,12 @@ def run_search(request: Request, types: tuple[str, ...], params: list[tuple[str,
         warnings.append(Issue("warning", "not-supported", msg, tuple(q.unknown)))
     count = min(q.count if q.count is not None else c.settings.default_page_size,
                 c.settings.max_page_size)
-    with c.repo.reading() as conn:
-        result = c.searcher.run(conn, q, count)
+    def execute() -> SearchResult:
+        with c.repo.reading() as conn:
+            return c.searcher.run(conn, q, count)
+
+    # On PostgreSQL a search waits on the network: in a thread, so other requests go on.
+    result = await anyio.to_thread.run_sync(execute) if c.repo.is_postgres else execute()
     # Links carry only the parameters the search used, so the self link tells the client
     # which criteria were applied (search.html#conformance); ignored ones are in the outcome.
     used = [(k, v) for k, v in params if k not in q.unknown]
