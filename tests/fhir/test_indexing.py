@@ -231,11 +231,20 @@ def test_number_parameters_index_decimals_and_integers() -> None:
 
 
 def test_quantity_with_code_and_unit_gives_a_coded_row_and_a_unit_row() -> None:
+    obs = {"resourceType": "Observation", "valueQuantity": {"value": 5.4, "unit": "millimoles per litre",
+                                                           "system": UCUM, "code": "mmol/L"}}
+    got = rows(obs, "value-quantity")["quantity"]
+    assert got == [("value-quantity", UCUM, "mmol/L", 5.4, pytest.approx(5.35), pytest.approx(5.45)),
+                   ("value-quantity", None, "millimoles per litre", 5.4, pytest.approx(5.35),
+                    pytest.approx(5.45))]
+
+
+def test_a_unit_equal_to_its_coded_unit_gets_no_row_of_its_own() -> None:
+    """'5.4||mmol/L' already matches the coded row (code in any system), so no duplicate."""
     obs = {"resourceType": "Observation", "valueQuantity": {"value": 5.4, "unit": "mmol/L", "system": UCUM,
                                                            "code": "mmol/L"}}
     got = rows(obs, "value-quantity")["quantity"]
-    assert got == [("value-quantity", UCUM, "mmol/L", 5.4, pytest.approx(5.35), pytest.approx(5.45)),
-                   ("value-quantity", None, "mmol/L", 5.4, pytest.approx(5.35), pytest.approx(5.45))]
+    assert got == [("value-quantity", UCUM, "mmol/L", 5.4, pytest.approx(5.35), pytest.approx(5.45))]
 
 
 def test_money_is_a_quantity_in_iso_4217() -> None:

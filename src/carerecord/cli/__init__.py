@@ -74,6 +74,11 @@ def _serve(settings: Settings) -> None:
                 access_log=False)
 
 
+def default_jobs() -> int:
+    """Staging workers beside the writer: one per spare CPU (the writer keeps one busy)."""
+    return max(0, (os.cpu_count() or 1) - 1)
+
+
 def _safe(url: str) -> str:
     """A database URL without its password, for printing."""
     if "@" in url and "://" in url:
@@ -91,7 +96,8 @@ def _safe(url: str) -> str:
 @click.option("--workers", type=int)
 @click.option("--no-serve", is_flag=True, help="Load the demo community and exit")
 @click.option("--jobs", type=int, default=None,
-              help="Processes that generate and validate people ahead of the writer (default: CPUs)")
+              help="Worker processes that generate and validate people ahead of the writer "
+                   "(default: CPUs - 1; 0: none)")
 @db_option
 @dir_option
 def demo(people: int, seed: int, host: str | None, port: int | None, workers: int | None,
@@ -116,9 +122,9 @@ def demo(people: int, seed: int, host: str | None, port: int | None, workers: in
             task = progress.add_task("Loading the demo community", total=people + 1)
             loader.load_bundle("demo", first, report)
             progress.advance(task)
-            cpus = jobs if jobs is not None else (os.cpu_count() or 1)
+            cpus = jobs if jobs is not None else default_jobs()
             step = 250
-            if people >= 2 * step and cpus > 1:  # generate and validate in workers, write here
+            if people >= 2 * step and cpus >= 1:  # generate and validate in workers, write here
                 loader.load_parallel(stage_people, [(i, min(i + step, people), seed)
                                                     for i in range(0, people, step)],
                                      report, jobs=cpus, progress=lambda n: progress.advance(task, n))
@@ -136,7 +142,8 @@ def demo(people: int, seed: int, host: str | None, port: int | None, workers: in
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--jobs", type=int, default=None,
-              help="Processes that parse and validate files ahead of the writer (default: CPUs)")
+              help="Worker processes that parse and validate files ahead of the writer "
+                   "(default: CPUs - 1; 0: none)")
 @db_option
 @dir_option
 def load(paths: tuple[Path, ...], jobs: int | None, database: str | None,
@@ -156,7 +163,7 @@ def load(paths: tuple[Path, ...], jobs: int | None, database: str | None,
     started = time.perf_counter()
     with _progress() as progress, loader:
         task = progress.add_task("Loading", total=len(files))
-        loader.load_files(files, report, jobs=jobs if jobs is not None else (os.cpu_count() or 1),
+        loader.load_files(files, report, jobs=jobs if jobs is not None else default_jobs(),
                           progress=lambda n: progress.advance(task, n))
     _summary(report, time.perf_counter() - started)
     if report.rejected:

@@ -99,16 +99,27 @@ def stage_doc(where: str, item: dict[str, Any], registry: SearchParamRegistry, b
               pack: bool) -> Item:
     """Stage one transaction or batch Bundle (see :func:`stage_file`)."""
     try:
-        kind, entries = stage(item, registry, base)
+        kind, entries = stage(item, registry, base, templates=pack)
     except FhirError:
         return ("bundle", where, item)  # processing reports why
     if not pack:
         return ("entries", where, kind, entries)
-    # Sent back as JSON bytes plus plain tuples: unpickling Entry objects cost the writer
-    # more than staging saved it.
-    staged = [(e.res_id, tuple(e.staged[0]), e.staged[1],
-               [(path, ref["reference"]) for path, ref in e.refs or ()])
-              if e.staged else (e.res_id, None, None, None) for e in entries]
+    # Sent as JSON bytes and plain tuples (unpickling Entry objects cost the writer more than
+    # staging saved it). A resource staged as a template travels only as its template; the
+    # Bundle keeps a stand-in with its type and id, so the writer parses little.
+    staged: list[tuple[Any, ...]] = []
+    raw = item.get("entry") or []
+    for e in entries:
+        if e.staged is None:
+            staged.append((e.res_id, None, None, None, None))
+            continue
+        staged.append((e.res_id, tuple(e.staged[0]), e.staged[1],
+                       [(path, ref["reference"]) for path, ref in e.refs or ()], e.template))
+        if e.template is not None and isinstance(e.resource, dict):
+            stand_in = {"resourceType": e.resource["resourceType"]}
+            if "id" in e.resource:
+                stand_in["id"] = e.resource["id"]
+            raw[e.index] = {**raw[e.index], "resource": stand_in}
     return ("staged", where, kind, orjson.dumps(item), staged)
 
 
@@ -144,11 +155,12 @@ def stage_file(path: Path, registry: SearchParamRegistry | None = None,
 def unpack(kind: str, doc: bytes, staged: list[tuple[Any, ...]]) -> list[Entry]:
     """Entries of a Bundle staged in a worker (see :func:`stage_file`)."""
     entries = parse_entries(orjson.loads(doc), kind)
-    for (res_id, rows, comps, refs), e in zip(staged, entries, strict=True):
+    for (res_id, rows, comps, refs, content), e in zip(staged, entries, strict=True):
         e.res_id = res_id
         if rows is not None:
             e.staged = (IndexRows(*rows), comps)
             e.refs = [(path, {"reference": ref}) for path, ref in refs]
+            e.template = content
     return entries
 
 
@@ -209,10 +221,11 @@ class Loader:
         if self._pending >= self.group_size:
             self._end()
 
-    def load_files(self, files: list[Path], report: LoadReport, *, jobs: int = 1,
+    def load_files(self, files: list[Path], report: LoadReport, *, jobs: int = 0,
                    progress: Any = None) -> None:
-        """Load ``files`` in order; with ``jobs`` > 1, worker processes stage them ahead."""
-        if jobs <= 1 or len(files) < 2:
+        """Load ``files`` in order; ``jobs`` worker processes stage them ahead (0: this process
+        stages each file itself)."""
+        if jobs < 1 or len(files) < 2:
             for f in files:
                 self.load_file(f, report)
                 if progress:

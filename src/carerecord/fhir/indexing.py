@@ -295,7 +295,9 @@ def _quantity_rows(d: dict[Any, None], code: str, q: dict[str, Any], b: tuple[fl
     c, u = q.get("code"), q.get("unit")
     if c is not None:
         d[(code, q.get("system"), c, *b)] = None
-    if u is not None:
+    # The human unit gets a row of its own (system None) unless it is the code itself: a
+    # search "n||unit" matches the code in any system, so that row would find nothing new.
+    if u is not None and (u != c or q.get("system") is None):
         d[(code, None, u, *b)] = None
     if c is None and u is None:
         d[(code, None, None, *b)] = None

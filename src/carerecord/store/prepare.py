@@ -29,10 +29,50 @@ class Prepared:
     res_id: str
     version: int
     last_updated: int
-    resource: dict[str, Any]
+    resource: dict[str, Any] | None  # None when made from a template (never a SearchParameter)
     content: bytes
     rows: IndexRows
     compartments: list[str]
+
+
+# Placeholders for the values only the writer knows, in a resource serialised ahead of time
+# (see :func:`template`). Control characters: orjson writes them as \u escapes.
+_VERSION_MARK = "\x01version\x01"
+_UPDATED_MARK = "\x01lastUpdated\x01"
+_VERSION_BYTES = orjson.dumps(_VERSION_MARK)
+_UPDATED_BYTES = orjson.dumps(_UPDATED_MARK)
+
+
+def template(resource: dict[str, Any], res_id: str) -> bytes | None:
+    """The resource serialised as the store will hold it, but with placeholders for
+    meta.versionId and meta.lastUpdated, so the writer need not parse or serialise it (see
+    ``transaction.stage``). None if a placeholder would be ambiguous (the content itself holds
+    one) or the resource is a SearchParameter (the writer needs it as an object)."""
+    if resource.get("resourceType") == "SearchParameter":
+        return None
+    out = orjson.dumps(stamp_marks(resource, res_id))
+    if out.count(_VERSION_BYTES) != 1 or out.count(_UPDATED_BYTES) != 1:
+        return None
+    return out
+
+
+def stamp_marks(resource: dict[str, Any], res_id: str) -> dict[str, Any]:
+    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in _SERVER_META}
+    out: dict[str, Any] = {"resourceType": resource["resourceType"], "id": res_id,
+                           "meta": {"versionId": _VERSION_MARK, "lastUpdated": _UPDATED_MARK, **meta}}
+    for k, v in resource.items():
+        if k not in ("resourceType", "id", "meta"):
+            out[k] = v
+    return out
+
+
+def prepare_template(res_type: str, res_id: str, content: bytes, version: int, last_updated: int,
+                     indexed: tuple[IndexRows, list[str]]) -> Prepared:
+    """:func:`prepare` for a resource staged as a :func:`template` (already validated and
+    indexed, narrative words included): fill in the placeholders."""
+    final = (content.replace(_VERSION_BYTES, b'"%d"' % version, 1)
+             .replace(_UPDATED_BYTES, orjson.dumps(iso_instant(last_updated)), 1))
+    return Prepared(res_type, res_id, version, last_updated, None, final, indexed[0], indexed[1])
 
 
 def check(resource: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from functools import lru_cache
 
 
 def now_us() -> int:
@@ -13,6 +14,7 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+@lru_cache(maxsize=64)  # a unit stamps all its writes with the same time
 def iso_instant(us: int) -> str:
     """A FHIR ``instant`` for a microsecond timestamp, e.g. 2026-11-23T10:00:00.123456Z."""
     dt = datetime.fromtimestamp(us / 1_000_000, UTC)

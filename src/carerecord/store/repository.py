@@ -243,7 +243,7 @@ class Unit:
                       for rid, p in pairs])
         self._insert_indexes(pairs)
         for p in new + [p for p, _ in old]:
-            if p.res_type == "SearchParameter":
+            if p.res_type == "SearchParameter" and p.resource is not None:
                 self.repo.registry.add(p.resource)
 
     def _insert(self, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]], *,

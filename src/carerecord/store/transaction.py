@@ -27,7 +27,14 @@ from carerecord.fhir.outcome import outcome
 from carerecord.fhir.references import local_reference, reference_objects
 from carerecord.fhir.search_params import SearchParamRegistry
 from carerecord.store.interactions import Interactions, Result, check_id, check_type
-from carerecord.store.prepare import Prepared, check, prepare
+from carerecord.store.prepare import (
+    Prepared,
+    check,
+    narrative_words,
+    prepare,
+    prepare_template,
+    template,
+)
 from carerecord.store.records import Stored, iso_instant
 from carerecord.store.repository import Current, Unit, new_id
 
@@ -53,6 +60,7 @@ class Entry:
     body: bytes | None = None
     refs: list[tuple[str, dict[str, Any]]] | None = None  # reference objects, found once
     staged: tuple[IndexRows, list[str]] | None = None  # validated; its index rows (see stage)
+    template: bytes | None = None  # the staged resource serialised with placeholders
 
 
 def _locate(expr: str, where: str) -> str:
@@ -107,7 +115,7 @@ def parse_entries(doc: dict[str, Any], kind: str) -> list[Entry]:
 
 
 def stage(doc: dict[str, Any], registry: SearchParamRegistry,
-          base: str | None = None) -> tuple[str, list[Entry]]:
+          base: str | None = None, *, templates: bool = False) -> tuple[str, list[Entry]]:
     """The part of processing a transaction or batch that needs no database, so it can run
     before the write lock is taken (the API) or in other processes (``carerecord load``).
 
@@ -116,7 +124,8 @@ def stage(doc: dict[str, Any], registry: SearchParamRegistry,
     are all resolved is validated and its index rows extracted (``Entry.staged``). Anything
     needing the database (ifNoneExist, conditional URLs and references) or failing
     validation is left as it was: processing does that part, and reports failures with their
-    location, as without staging."""
+    location, as without staging. ``templates``: also serialise each staged resource (see
+    ``prepare.template``), for a writer in another process."""
     kind = doc.get("type")
     if doc.get("resourceType") != "Bundle" or kind not in ("transaction", "batch"):
         raise Invalid("Only a Bundle of type transaction or batch can be posted to the base URL",
@@ -151,6 +160,10 @@ def stage(doc: dict[str, Any], registry: SearchParamRegistry,
             final = {**e.resource, "id": e.res_id}
             e.staged = (extract(final, registry), patient_compartments(final))
             e.refs = [(path, {"reference": obj["reference"]}) for path, obj in refs]
+            if templates:
+                e.template = template(e.resource, e.res_id)
+                if e.template is not None:
+                    e.staged[0].string.extend(narrative_words(e.resource))
         except FhirError:
             continue  # processing reports it, located in the Bundle
     return str(kind), entries
@@ -317,8 +330,13 @@ class TransactionProcessor:
                 if wanted is not None and (cur is None or cur.version != wanted):
                     raise PreconditionFailed(f"ifMatch version {wanted} is stale for {e.url}")
                 version = cur.version + 1 if cur else 1
-                batch.append((prepare(res, e.res_id, version, unit.now, self.repo.registry,
-                                      validated=True, indexed=e.staged), cur, e.method))
+                if e.template is not None and e.staged is not None:
+                    prepared = prepare_template(e.res_type, e.res_id, e.template, version, unit.now,
+                                                e.staged)
+                else:
+                    prepared = prepare(res, e.res_id, version, unit.now, self.repo.registry,
+                                       validated=True, indexed=e.staged)
+                batch.append((prepared, cur, e.method))
                 created = cur is None or cur.deleted
                 e.result = Result(201 if created else 200)
             except FhirError as err:
