@@ -32,27 +32,21 @@ def knows(system: str) -> bool:
     return system in _parents()
 
 
+def _closure(code: str, edges: dict[str, list[str]]) -> frozenset[str]:
+    out, todo = {code}, [code]
+    while todo:
+        for nxt in edges.get(todo.pop(), ()):
+            if nxt not in out:
+                out.add(nxt)
+                todo.append(nxt)
+    return frozenset(out)
+
+
 def below(system: str, code: str) -> frozenset[str] | None:
     """``code`` and every code it subsumes; None when the hierarchy of ``system`` is unknown."""
-    if not knows(system):
-        return None
-    kids, out, todo = _children(system), {code}, [code]
-    while todo:
-        for k in kids.get(todo.pop(), ()):
-            if k not in out:
-                out.add(k)
-                todo.append(k)
-    return frozenset(out)
+    return _closure(code, _children(system)) if knows(system) else None
 
 
 def above(system: str, code: str) -> frozenset[str] | None:
     """``code`` and every code that subsumes it; None when the hierarchy is unknown."""
-    if not knows(system):
-        return None
-    parents, out, todo = _parents()[system], {code}, [code]
-    while todo:
-        for p in parents.get(todo.pop(), ()):
-            if p not in out:
-                out.add(p)
-                todo.append(p)
-    return frozenset(out)
+    return _closure(code, _parents()[system]) if knows(system) else None

@@ -151,14 +151,7 @@ class Compiler:
         if ptype == "number":
             return number_test(v, t.c.value)
         if ptype == "quantity":
-            # n||unit: the code or the human unit is 'unit', in any system (the unit-text rows
-            # have system NULL, so one test on code covers both); n|system|code: both match.
-            unit: ColumnElement[bool] = true()
-            if v.system not in (None, ANY):
-                unit = and_(t.c.system == v.system, t.c.code == v.text)
-            elif v.text:
-                unit = t.c.code == v.text
-            return and_(unit, number_test(v, t.c.value))
+            return and_(unit_test(v, t.c.system, t.c.code), number_test(v, t.c.value))
         if ptype == "reference":
             tests = []
             if v.text:
@@ -268,6 +261,17 @@ def _ref(v: Value, t: FromClause, type_col: str, id_col: str) -> ColumnElement[b
     return and_(same, t.c[type_col] == v.ref_type) if v.ref_type else same
 
 
+def unit_test(v: Value, system: ColumnElement[str], code: ColumnElement[str]) -> ColumnElement[bool]:
+    """The unit part of a quantity value. n||unit: the code or the human unit is 'unit', in any
+    system (unit-text rows have system NULL, so one test on code covers both);
+    n|system|code: both match; n alone: any unit."""
+    if v.system not in (None, ANY):
+        return and_(system == v.system, code == v.text)
+    if v.text:
+        return code == v.text
+    return true()
+
+
 def composite_test(types: tuple[str, ...], v: Value, t: FromClause) -> ColumnElement[bool]:
     """All components of one composite value against one idx_composite row (so the values
     must come from the same element, e.g. the same Observation.component)."""
@@ -284,12 +288,7 @@ def composite_test(types: tuple[str, ...], v: Value, t: FromClause) -> ColumnEle
             n = normalize(b.text)
             tests.append(and_(t.c.b_code >= n, t.c.b_code < n + _TOP))
         elif bt == "quantity":
-            unit: ColumnElement[bool] = true()
-            if b.system not in (ANY, None):
-                unit = and_(t.c.b_system == b.system, t.c.b_code == b.text)
-            elif b.text:
-                unit = t.c.b_code == b.text
-            tests.append(and_(unit, number_test(b, t.c.b_low)))
+            tests.append(and_(unit_test(b, t.c.b_system, t.c.b_code), number_test(b, t.c.b_low)))
         elif bt == "number":
             tests.append(number_test(b, t.c.b_low))
         elif bt == "date":
