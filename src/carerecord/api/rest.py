@@ -7,6 +7,7 @@ semantics live in ``carerecord.store.interactions``."""
 from __future__ import annotations
 
 from email.utils import parsedate_to_datetime
+from urllib.parse import parse_qsl, urlsplit
 
 import anyio.to_thread
 import orjson
@@ -22,7 +23,7 @@ from carerecord.api.http import (
     read_body,
     response_format,
 )
-from carerecord.errors import Gone, Invalid, Issue, NotFound, UnsupportedMediaType
+from carerecord.errors import Gone, Invalid, Issue, NotFound, PreconditionFailed, UnsupportedMediaType
 from carerecord.fhir.dates import date_range
 from carerecord.fhir.outcome import information
 from carerecord.fhir.search_query import parse, parse_int
@@ -172,8 +173,6 @@ async def _patch_body(request: Request) -> tuple[str, object]:
 def _single_match(c: Context, unit: Unit, t: str, query: str) -> str:
     hits = c.interactions.find(unit.conn, t, query)
     if len(hits) != 1:
-        from carerecord.errors import PreconditionFailed
-
         if hits:
             raise PreconditionFailed(f"Conditional patch matched {len(hits)} {t} resources")
         raise NotFound(f"No {t} matches the conditional patch criteria")
@@ -351,8 +350,6 @@ async def transaction(request: Request) -> Response:
 
 def get_in_bundle(c: Context) -> object:
     """Answer a GET entry of a transaction or batch: read, vread or search on the unit."""
-    from urllib.parse import parse_qsl, urlsplit
-
     def handler(unit: Unit, url: str) -> tuple[int, bytes]:
         parts = urlsplit(url)
         segs = [p for p in parts.path.split("/") if p]
