@@ -84,11 +84,11 @@ def test_a_load_killed_mid_way_leaves_only_whole_bundles(engine: Engine, databas
         sizes[pat["name"][0]["family"] + pat["birthDate"]] = len(doc["entry"])
     proc = subprocess.Popen([sys.executable, "-m", "carerecord.cli", "load", *map(str, files),
                              "--database", database_url], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     while live_counts(engine).total() < 1000 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # the loader and its staging workers, as a crash would
     proc.wait()
     total = live_counts(engine).total()
     loaded_patients = live_counts(engine)["Patient"]
