@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import gzip
 import multiprocessing
+import os
 import re
+import threading
+import time
 from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -90,6 +93,15 @@ _worker: dict[str, Any] = {}
 
 
 def _init_worker(custom: list[dict[str, Any]], base: str | None) -> None:
+    parent = os.getppid()
+
+    def watch() -> None:  # if the writer dies (killed, crashed), do not linger
+        while True:
+            time.sleep(1)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
     registry = SearchParamRegistry()
     add_custom_parameters(registry, custom)
     _worker.update(registry=registry, base=base)
