@@ -1,7 +1,9 @@
 """carerecord's benchmark suite: one command, SQLite and PostgreSQL side by side.
 
-    .venv/bin/python -m benchmarks            # full run (~149 Synthea bundles, ~50,000 resources)
-    .venv/bin/python -m benchmarks --quick    # reduced size, under ~2 minutes
+    .venv/bin/python -m benchmarks            # full run (~149 Synthea bundles, ~50,000 resources;
+                                              # searches on a 100,000-person demo community)
+    .venv/bin/python -m benchmarks --quick    # reduced size (5,000 people), a few minutes
+    .venv/bin/python -m benchmarks --search-only --reuse-db PATH   # searches only, on a built file
     .venv/bin/python benchmarks/run.py --postgres postgresql://user@127.0.0.1:5432/postgres
 
 Measures, on fresh databases each time:
@@ -15,7 +17,14 @@ Measures, on fresh databases each time:
    from a few concurrent clients, resources/s;
 4. read by id with 8 concurrent connections (requests/s, p50/p99 latency) and single creates
    (POST Patient), with ``--workers 1`` and ``--workers 2``, and the server's CPU per request
-   (its process tree's CPU time from /proc, before and after).
+   (its process tree's CPU time from /proc, before and after);
+5. searches (issue 3) on the demo community (``carerecord demo --people N``, 100,000 by default):
+   Patient by NHS number and by family + birthdate, Observation by patient + code + date, a
+   two-level chain, _include + _revinclude, each with 8 connections over URLs picked from the
+   data (requests/s, p50/p99, server CPU per request); and ``_total=accurate`` on ~100,000
+   matches, the first page and the last page of that search (median of 20 requests each).
+   The SQLite community is cached under benchmarks/results/ (see benchmarks/search.py);
+   PostgreSQL gets it loaded into a fresh database.
 
 PostgreSQL: ``--postgres URL`` (a role allowed to CREATE DATABASE; databases named
 carerecord_bench_* are created and dropped), else a throwaway cluster is started like
@@ -28,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import os
 import resource
 import shutil
@@ -47,7 +57,7 @@ if __package__ in (None, ""):  # run as a script: python benchmarks/run.py
 
 import orjson
 
-from benchmarks import loadgen, postgres
+from benchmarks import loadgen, postgres, search
 from benchmarks.common import (
     ROOT,
     SYNTHEA,
@@ -97,12 +107,21 @@ class Config:
     wait_quiet: float = 0.0
     use_sqlite: bool = True
     server_env: dict[str, str] = field(default_factory=dict)
+    foundation: bool = True  # load, raw limits, transactions, reads, creates
+    search: bool = True
+    people: int = 100_000
+    seed: int = 2026
+    search_workers: list[int] = field(default_factory=lambda: [2, 1])
+    reuse_db: Path | None = None
+    rebuild_db: bool = False
+    median_requests: int = 20
 
 
 def parse_args(argv: list[str] | None) -> Config:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="reduced size: 30 bundles, 3 s per HTTP run")
+    p.add_argument("--quick", action="store_true",
+                   help="reduced size: 30 bundles, 3 s per HTTP run, 5,000 people for the searches")
     p.add_argument("--bundles", type=int, help="use only the first N Synthea bundles (default all)")
     p.add_argument("--seconds", type=float, help="duration of each read/create run (default 10; quick 3)")
     p.add_argument("--raw-seconds", type=float, help="duration of the raw read/create loops (default 2)")
@@ -122,6 +141,19 @@ def parse_args(argv: list[str] | None) -> Config:
     p.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                    help="extra environment for the server processes (PYTHONPATH is prepended), "
                         "e.g. to try a different HTTP stack")
+    p.add_argument("--people", type=int,
+                   help="people in the demo community searched (default 100,000; quick 5,000)")
+    p.add_argument("--seed", type=int, default=2026, help="demo community seed (default 2026)")
+    p.add_argument("--search-workers", help="server worker counts for the searches (default 2,1; quick 2)")
+    p.add_argument("--search-only", action="store_true",
+                   help="only the searches (no load, raw limits, transactions, reads or creates)")
+    p.add_argument("--no-search", action="store_true", help="no searches (the suite as before issue 3)")
+    p.add_argument("--reuse-db", type=Path, metavar="PATH",
+                   help="the SQLite community file to search (built there if missing; default "
+                        "benchmarks/results/community-<people>p-seed<seed>.db, reused when present)")
+    p.add_argument("--rebuild-db", action="store_true", help="rebuild the SQLite community file even if present")
+    p.add_argument("--median-requests", type=int, default=20,
+                   help="sequential requests per _total/paging latency (default 20)")
     p.add_argument("--json", type=Path, help="where to write the JSON results (default benchmarks/results/latest.json)")
     a = p.parse_args(argv)
     quick = a.quick
@@ -138,6 +170,13 @@ def parse_args(argv: list[str] | None) -> Config:
         p.error("--tx-workers and --workers each need at least one worker count")
     if a.no_sqlite and a.no_postgres:
         p.error("--no-sqlite and --no-postgres leave nothing to measure")
+    if a.search_only and a.no_search:
+        p.error("--search-only and --no-search leave nothing to measure")
+    if not ints(a.search_workers, "2"):
+        p.error("--search-workers needs at least one worker count")
+    people = a.people if a.people is not None else (5000 if quick else 100_000)
+    if people < 1:
+        p.error("--people must be at least 1")
     generator = a.loadgen
     if generator == "auto":
         generator = "wrk" if loadgen.have_wrk() else "python"
@@ -152,7 +191,11 @@ def parse_args(argv: list[str] | None) -> Config:
         connections=a.connections, tx_clients=a.tx_clients, generator=generator, data=a.data,
         postgres=a.postgres, use_postgres=not a.no_postgres,
         json_path=a.json or RESULTS / "latest.json", wait_quiet=a.wait_quiet, use_sqlite=not a.no_sqlite,
-        server_env=dict(kv.split("=", 1) for kv in a.server_env))
+        server_env=dict(kv.split("=", 1) for kv in a.server_env),
+        foundation=not a.search_only, search=not a.no_search, people=people, seed=a.seed,
+        search_workers=ints(a.search_workers, "2" if quick else "2,1"),
+        reuse_db=a.reuse_db.resolve() if a.reuse_db else None, rebuild_db=a.rebuild_db,
+        median_requests=max(1, a.median_requests))
 
 
 def log(msg: str) -> None:
@@ -247,7 +290,8 @@ def step_load(cfg: Config, backend: Backend, files: list[Path]) -> dict[str, Any
         watch = Watch(None, backend)
         r = run_worker(["loader", url, *map(str, files)], timeout=1800)
         r.update(watch.stop())
-    log(f"{backend.name}: load {r['resources']} resources in {r['seconds']:.1f} s = {r['rate']:,.0f}/s")
+    log(f"{backend.name}: load {r['resources']} resources in {r['seconds']:.1f} s = {r['rate']:,.0f}/s "
+        f"({r.get('jobs', 0)} staging workers)")
     return r
 
 
@@ -337,6 +381,103 @@ def step_http(cfg: Config, backend: Backend, bundles: list[Bundle], workdir: Pat
     return out
 
 
+def step_search(cfg: Config, backend: Backend, workdir: Path) -> dict[str, Any]:
+    """The searches on the demo community: the SQLite file (cached, see benchmarks/search.py) or
+    a fresh PostgreSQL database loaded with the same people; then each search under load with
+    each worker count, and the _total / paging latencies with the first."""
+    out: dict[str, Any] = {}
+    if backend.name == "sqlite":
+        path = cfg.reuse_db or search.cache_path(cfg.people, cfg.seed)
+        wait_quiet(cfg)
+        info = search.sqlite_community(path, cfg.people, cfg.seed, workdir, cfg.rebuild_db, log)
+        info["warm_seconds"] = search.warm_file(path)
+        db: AbstractContextManager[str] = contextlib.nullcontext(f"sqlite:///{path}")
+    else:
+        db = backend.fresh("search")
+    with db as url:
+        if backend.name != "sqlite":
+            log(f"{backend.name}: loading the demo community, {cfg.people:,} people (seed {cfg.seed})")
+            wait_quiet(cfg)
+            watch = Watch(None, backend)
+            info = search.build(url, cfg.people, cfg.seed, workdir)
+            info.update(watch.stop())
+            info["vacuum_analyze_seconds"] = search.postgres_vacuum_analyze(url)
+            log(f"{backend.name}: community loaded: {info['resources']:,} resources in {info['seconds']:.0f} s "
+                f"({info['rate']:,.0f}/s); VACUUM ANALYZE {info['vacuum_analyze_seconds']:.0f} s")
+        out["community"] = info
+        facts = search.write_paths(url, workdir / f"search-{backend.name}", cfg.seed)
+        out["data"] = facts
+        conn, secs, gen = cfg.connections, cfg.seconds, cfg.generator
+        for k, w in enumerate(cfg.search_workers):
+            with Server(url, w, workdir, cfg.server_env) as server:
+                runs: dict[str, Any] = {}
+                for sd in search.SEARCHES:
+                    f = Path(facts["files"][sd.key])
+                    checked = search.check(server.base, f)
+                    if secs >= 3:  # a short (smoke-test) run goes without the warm-up
+                        loadgen.reads(server.base, f, conn, 2.0, gen)
+                        drain(server, backend)
+                    wait_quiet(cfg)
+                    r = measure(server, backend, functools.partial(loadgen.reads, server.base, f, conn, secs, gen))
+                    r["check"] = checked
+                    if r["requests"] == 0:
+                        # Not one answer within the run: its length is a lower bound of the latency.
+                        r.update(no_completions=True, p50_ms=r["seconds"] * 1000, p99_ms=r["seconds"] * 1000,
+                                 server_cpu_us_per_request=None)
+                    r["drain_seconds"] = drain(server, backend)
+                    runs[sd.key] = r
+                    log(f"{backend.name} w={w}: {sd.label}: {r['rate']:,.0f}/s p99 {r['p99_ms']:.1f} ms "
+                        f"(errors {r['errors']}; {checked['matches_per_page']:.1f} matches, "
+                        f"{checked['included_per_page']:.1f} included per page)")
+                if k == 0:
+                    runs["total"] = step_total(cfg, server, backend)
+                out.setdefault("http", {})[str(w)] = runs
+    return out
+
+
+def drain(server: Server, backend: Backend, limit: float = 180.0) -> float:
+    """Wait until the server (and the database server, when we started it) is idle: when the
+    load generator stops, requests it sent may still be running (a slow search blocks its worker,
+    or its query goes on in PostgreSQL), and would eat into the next measurement."""
+    start = time.monotonic()
+    idle = 0
+    while time.monotonic() - start < limit and idle < 2:  # two quiet half-seconds in a row
+        cpu0 = server.cpu() + tree_cpu(backend.db_pid)
+        time.sleep(0.5)
+        idle = idle + 1 if server.cpu() + tree_cpu(backend.db_pid) - cpu0 < 0.03 else 0
+    waited = time.monotonic() - start
+    if waited > 2:
+        log(f"waited {waited:.0f} s for the server to finish the requests still running")
+    return waited
+
+
+def step_total(cfg: Config, server: Server, backend: Backend) -> dict[str, Any]:
+    """``_total=accurate`` on the heart-rate Observations (~1 per person), then the first page
+    and the last page (the ``last`` link: ``_cursor=last``) of the same search without the count,
+    and the last page with it; each ``cfg.median_requests`` times, one after another."""
+    query, base, n = search.TOTAL_PATH, server.base, cfg.median_requests
+    out: dict[str, Any] = {}
+
+    def timed(name: str, path: str) -> None:
+        search.timed_gets(base, path, 3)  # warm-up, outside the CPU accounting
+        drain(server, backend)
+        wait_quiet(cfg)
+        out[name] = measure(server, backend, lambda: search.timed_gets(base, path, n))
+
+    timed("total", query + "&_total=accurate")
+    timed("first", query)
+    timed("last", search.path_of(out["first"]["links"]["last"], base))
+    timed("total_last", search.path_of(out["total"]["links"]["last"], base))
+    out["last_page_ok"] = bool(out["last"]["entries"]) and "next" not in out["last"]["links"] \
+        and "previous" in out["last"]["links"]
+    out["ratio_last_first"] = out["last"]["median_ms"] / out["first"]["median_ms"]
+    log(f"{backend.name}: _total=accurate ({out['total']['total']:,} matches) median "
+        f"{out['total']['median_ms']:.1f} ms; first page {out['first']['median_ms']:.2f} ms, "
+        f"last page {out['last']['median_ms']:.2f} ms; last page with the total "
+        f"{out['total_last']['median_ms']:.1f} ms")
+    return out
+
+
 # -- the table ------------------------------------------------------------------------------------
 def build_rows(cfg: Config, res: dict[str, Any]) -> list[Row]:
     s, p, raw = res.get("sqlite") or {}, res.get("postgresql") or {}, res.get("raw") or {}
@@ -351,12 +492,21 @@ def build_rows(cfg: Config, res: dict[str, Any]) -> list[Row]:
     def rawv(*keys: str) -> tuple[Any, Any]:
         return get(raw, "sqlite", *keys), get(raw, "postgresql", *keys)
 
+    rows = foundation_rows(cfg, res, s, p, get, rawv) if cfg.foundation else []
+    if cfg.search:
+        rows += search_rows(cfg, s, p, get)
+    return rows
+
+
+def foundation_rows(cfg: Config, res: dict[str, Any], s: dict[str, Any], p: dict[str, Any],
+                    get: Callable[..., Any], rawv: Callable[..., tuple[Any, Any]]) -> list[Row]:
     bulk = rawv("bulk", "rate")
     n = res["input"]["bundles"]
     rows = [
         Row(f"load, {n} bundles (Loader): resources/s", get(s, "load", "rate"), get(p, "load", "rate"),
             (">=", TARGETS["load"]), *bulk),
-        Row("load: Loader CPU us/resource", _per(get(s, "load", "cpu_seconds"), get(s, "load", "resources")),
+        Row("load: Loader CPU us/resource (writer + staging workers)",
+            _per(get(s, "load", "cpu_seconds"), get(s, "load", "resources")),
             _per(get(p, "load", "cpu_seconds"), get(p, "load", "resources"))),
     ]
     for w in cfg.tx_workers:
@@ -392,6 +542,41 @@ def build_rows(cfg: Config, res: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def search_rows(cfg: Config, s: dict[str, Any], p: dict[str, Any], get: Callable[..., Any]) -> list[Row]:
+    rows: list[Row] = []
+    c = cfg.connections
+    for w in cfg.search_workers:
+        k = str(w)
+        for sd in search.SEARCHES:
+            def v(field: str, sd: search.Search = sd, k: str = k) -> tuple[Any, Any]:
+                return get(s, "search", "http", k, sd.key, field), get(p, "search", "http", k, sd.key, field)
+
+            rows += [
+                Row(f"{sd.label}, workers={w}, {c} conns: requests/s", *v("rate"),
+                    (">=", sd.min_rate) if sd.min_rate else None),
+                Row(f"{sd.label}, workers={w}: p50 ms", *v("p50_ms"), digits=2),
+                Row(f"{sd.label}, workers={w}: p99 ms", *v("p99_ms"), ("<=", sd.max_p99), digits=2),
+                Row(f"{sd.label}, workers={w}: server CPU us/request", *v("server_cpu_us_per_request")),
+            ]
+    w = cfg.search_workers[0]
+
+    def t(*keys: str) -> tuple[Any, Any]:
+        return get(s, "search", "http", str(w), "total", *keys), get(p, "search", "http", str(w), "total", *keys)
+
+    matches = next((x for x in t("total", "total") if x is not None), None)
+    label = f"_total=accurate, Observation?code=heart rate ({matches:,} matches)" if matches else \
+        "_total=accurate, Observation?code=heart rate"
+    rows += [
+        Row(f"{label}, workers={w}: median ms", *t("total", "median_ms"), ("<=", search.TOTAL_TARGET_MS), digits=1),
+        Row("_total=accurate: server CPU us/request", *t("total", "server_cpu_us_per_request")),
+        Row("same search, first page (50), no _total: median ms", *t("first", "median_ms"), digits=2),
+        Row("same search, last page (_cursor=last): median ms", *t("last", "median_ms"), digits=2),
+        Row("last page / first page (median ms)", *t("ratio_last_first"), ("<=", search.LAST_PAGE_RATIO), digits=2),
+        Row("last page with _total=accurate: median ms", *t("total_last", "median_ms"), digits=1),
+    ]
+    return rows
+
+
 def _per(cpu: float | None, n: int | None) -> float | None:
     return cpu / n * 1e6 if cpu is not None and n else None
 
@@ -405,18 +590,31 @@ def _measurements(res: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any
             for kind in ("transaction", "reads", "creates"):
                 if kind in r:
                     yield b, f"{kind} w={w}", r[kind]
+        for w, r in (d.get("search") or {}).get("http", {}).items():
+            for kind, m in r.items():
+                if kind == "total":
+                    for sub in ("total", "first", "last", "total_last"):
+                        yield b, f"search {sub} w={w}", m[sub]
+                else:
+                    yield b, f"search {kind} w={w}", m
 
 
 def footer(cfg: Config, res: dict[str, Any]) -> str:
     m = res["machine"]
-    lines = [
-        f"input: {res['input']['bundles']} Synthea bundles, {res['input']['resources']:,} resources; "
-        f"HTTP load generator: {cfg.generator}, {cfg.connections} connections, {cfg.seconds:g} s per run",
-        f"machine: {m['nproc']} cores ({m['cpu_model']}), {m['ram_gib']} GiB, Python {m['python']}, "
-        f"SQLite {m['sqlite']}, PostgreSQL {m['postgresql'] or 'not run'}",
-        "raw limit: same rows via sqlite3/psycopg executemany, one transaction per bundle; reads and "
-        "creates: one connection, one core",
-    ]
+    lines = []
+    if "input" in res:
+        lines.append(f"input: {res['input']['bundles']} Synthea bundles, {res['input']['resources']:,} resources; "
+                     f"HTTP load generator: {cfg.generator}, {cfg.connections} connections, "
+                     f"{cfg.seconds:g} s per run")
+    lines += search_footer(cfg, res)
+    lines.append(f"machine: {m['nproc']} cores ({m['cpu_model']}), {m['ram_gib']} GiB, Python {m['python']}, "
+                 f"SQLite {m['sqlite']}, PostgreSQL {m['postgresql'] or 'not run'}, commit {m['git']}")
+    jobs = [r["load"]["jobs"] for b in ("sqlite", "postgresql") if "jobs" in ((r := res.get(b) or {}).get("load") or {})]
+    if jobs:
+        lines.append(f"load: as `carerecord load` runs it, {jobs[0]} staging worker process(es) beside the writer")
+    if "raw" in res:
+        lines.append("raw limit: same rows via sqlite3/psycopg executemany, one transaction per bundle; "
+                     "reads and creates: one connection, one core")
     copy = (res.get("raw") or {}).get("postgresql", {}).get("bulk_copy")
     if copy:
         lines.append(f"PostgreSQL raw bulk with COPY instead of executemany: {copy['rate']:,.0f} resources/s")
@@ -424,6 +622,8 @@ def footer(cfg: Config, res: dict[str, Any]) -> str:
         lines.append(f"server environment: {' '.join(f'{k}={v}' for k, v in cfg.server_env.items())}")
     gens = [r for b in ("sqlite", "postgresql") for w in (res.get(b) or {}).get("http", {}).values()
             for r in (w.get("reads"), w.get("creates")) if r]
+    gens += [r for b in ("sqlite", "postgresql") for w in ((res.get(b) or {}).get("search") or {}).get("http", {}).values()
+             for k, r in w.items() if k != "total"]
     if gens:
         lines.append(f"load generator CPU: at most {max(r['client_cores'] for r in gens):.2f} cores; "
                      f"server CPU: at most {max(r['server_cores'] for r in gens):.2f} cores")
@@ -436,6 +636,24 @@ def footer(cfg: Config, res: dict[str, Any]) -> str:
     for b in ("sqlite", "postgresql"):
         if (res.get(b) or {}).get("load", {}).get("rejected_count"):
             failures.append(f"{b} load: {res[b]['load']['rejected_count']} rejected")
+        for w, runs in ((res.get(b) or {}).get("search") or {}).get("http", {}).items():
+            for key, r in runs.items():
+                if key == "total":
+                    bad = [f"{sub} {r[sub]['errors']} errors" for sub in ("total", "first", "last", "total_last")
+                           if r[sub]["errors"]]
+                    if not r["last_page_ok"]:
+                        bad.append("the last page is not a last page (no entries, or a next link)")
+                    errors += [f"{b} w={w} _total/paging: {x}" for x in bad]
+                    continue
+                if r.get("no_completions"):
+                    errors.append(f"{b} w={w} search {key}: no request completed in {r['seconds']:.0f} s "
+                                  f"(p50/p99 shown are that time, a lower bound; single requests took "
+                                  f"{r['check']['median_ms']:,.0f} ms)")
+                if r["errors"]:
+                    errors.append(f"{b} w={w} search {key}: {r['errors']} errors {r.get('error_detail', '')}")
+                if r["check"]["not_ok"] or not r["check"]["matches_per_page"]:
+                    errors.append(f"{b} w={w} search {key}: {r['check']['not_ok']} of {r['check']['checked']} "
+                                  f"checked URLs failed, {r['check']['matches_per_page']:.1f} matches per page")
     if failures or errors:
         lines.append("PROBLEMS: " + "; ".join(failures + errors))
     foreign = [(r["foreign_cores"], f"{b} {name}") for b, name, r in _measurements(res) if "foreign_cores" in r]
@@ -446,6 +664,27 @@ def footer(cfg: Config, res: dict[str, Any]) -> str:
     lines.append(f"other work on the machine: {res['background_cores_before']:.2f} cores busy before the "
                  f"run, {res['background_cores_after']:.2f} after; run took {res['elapsed_seconds']:.0f} s")
     return "\n".join(lines)
+
+
+def search_footer(cfg: Config, res: dict[str, Any]) -> list[str]:
+    lines = []
+    for b, name in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
+        srch = (res.get(b) or {}).get("search")
+        if not srch:
+            continue
+        info, data = srch["community"], srch["data"]
+        how = (f"reused the file built {info.get('built', '?')} at commit {info.get('commit', '?')}"
+               if info.get("reused") else "built in this run")
+        rate = f" ({info['seconds']:.0f} s, {info['rate']:,.0f} resources/s)" if info.get("seconds") else ""
+        extra = (f"; then VACUUM ANALYZE ({info['vacuum_analyze_seconds']:.0f} s)"
+                 if "vacuum_analyze_seconds" in info else "; no ANALYZE (as carerecord leaves it)")
+        lines.append(f"search ({name}): demo community, {cfg.people:,} people (seed {cfg.seed}), "
+                     f"{data['resources']:,} resources; {how}{rate}{extra}")
+    if lines:
+        lines.append(f"search load: {cfg.generator}, {cfg.connections} connections, {cfg.seconds:g} s per search, "
+                     f"URLs from the data ({search.SAMPLE:,} per search, fewer for prescribers); "
+                     f"_total/paging: median of {cfg.median_requests} sequential requests")
+    return lines
 
 
 # -- main -----------------------------------------------------------------------------------------
@@ -460,10 +699,11 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="carerecord-bench."))
     cluster: postgres.Cluster | None = None
     try:
-        files = synthea_files(cfg.data, cfg.bundles)
+        files = synthea_files(cfg.data, cfg.bundles) if cfg.foundation else []
         bundles = read_bundles(files)
-        res["input"] = {"bundles": len(bundles), "resources": sum(b.resources for b in bundles),
-                        "folder": str(cfg.data)}
+        if cfg.foundation:
+            res["input"] = {"bundles": len(bundles), "resources": sum(b.resources for b in bundles),
+                            "folder": str(cfg.data)}
         body = workdir / "patient.json"
         body.write_bytes(orjson.dumps(PATIENT))
 
@@ -486,10 +726,15 @@ def main(argv: list[str] | None = None) -> int:
                 res["postgresql_settings"] = postgres.SERVER_OPTIONS if cluster else "as configured by --postgres"
         res["machine"] = machine(pg_version)
 
-        res["raw"] = step_raw(cfg, files, workdir, pg, body)
-        for backend in [*([sqlite_backend(workdir)] if cfg.use_sqlite else []), *([pg] if pg else [])]:
-            res[backend.name] = {"load": step_load(cfg, backend, files)}
-            res[backend.name]["http"] = step_http(cfg, backend, bundles, workdir, body)
+        backends = [*([sqlite_backend(workdir)] if cfg.use_sqlite else []), *([pg] if pg else [])]
+        if cfg.foundation:
+            res["raw"] = step_raw(cfg, files, workdir, pg, body)
+            for backend in backends:
+                res[backend.name] = {"load": step_load(cfg, backend, files)}
+                res[backend.name]["http"] = step_http(cfg, backend, bundles, workdir, body)
+        if cfg.search:
+            for backend in backends:
+                res.setdefault(backend.name, {})["search"] = step_search(cfg, backend, workdir)
     finally:
         if cluster:
             cluster.stop()

@@ -2,7 +2,8 @@
 its CPU time is its own. Each prints one JSON object on the last line of stdout.
 
     python -m benchmarks.worker loader URL FILE...
-        carerecord.cli.load.Loader (the path of ``carerecord load``) on a migrated, empty database.
+        carerecord.cli.load.Loader on a migrated, empty database, as ``carerecord load`` runs it
+        (files staged by worker processes ahead of the writer, as many as it starts by default).
     python -m benchmarks.worker raw --sqlite PATH [--postgres URL] --create-body FILE --seconds S FILE...
         the raw limits of raw.py; the bundles are prepared once, before any clock starts.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import random
+import resource
 import sys
 import time
 from pathlib import Path
@@ -30,18 +32,35 @@ def loader(url: str, files: list[Path]) -> dict[str, Any]:
     engine = make_engine(url)
     migrate(engine)
     load = Loader(Interactions(Repository(engine), Settings(database=url).fhir_base()))
+    try:
+        from carerecord.cli import default_jobs
+
+        jobs = default_jobs()
+    except ImportError:  # before staging workers existed
+        jobs = 0
     report = LoadReport()
     # A Loader that groups bundles commits the last group when its block ends: inside the clock.
     block = load if hasattr(load, "__enter__") else contextlib.nullcontext(load)
-    start, cpu = time.perf_counter(), time.process_time()
+    start, cpu, kids = time.perf_counter(), time.process_time(), _children_cpu()
     with block:
-        for f in files:
-            load.load_file(f, report)
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        if hasattr(load, "load_files"):
+            load.load_files(files, report, jobs=jobs)
+        else:
+            jobs = 0
+            for f in files:
+                load.load_file(f, report)
+    seconds, cpu, kids = time.perf_counter() - start, time.process_time() - cpu, _children_cpu() - kids
     engine.dispose()
-    return {"resources": report.total, "seconds": seconds, "cpu_seconds": cpu,
+    return {"resources": report.total, "seconds": seconds, "cpu_seconds": cpu + kids,
+            "writer_cpu_seconds": cpu, "staging_cpu_seconds": kids, "jobs": jobs,
             "rate": report.total / seconds, "rejected": [list(r) for r in report.rejected[:5]],
             "rejected_count": len(report.rejected)}
+
+
+def _children_cpu() -> float:
+    """CPU seconds of reaped child processes (the staging workers, once their pool has shut down)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def raw(sqlite_path: str | None, pg_url: str | None, create_body: bytes, seconds: float,
