@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -33,6 +33,21 @@ class _TomlSource(PydanticBaseSettingsSource):
         return dict(data.get("carerecord", data))
 
 
+class TrustedProvider(BaseModel):
+    """An external OpenID Connect provider whose tokens the API accepts (NHS CIS2 for staff,
+    NHS login for patients, or any provider). Configured, not coded: its issuer, the audience
+    its tokens must carry, and its JWKS URL, which must also be on ``jwks_allow_list``."""
+
+    issuer: str
+    audience: str
+    jwks_uri: str
+    kind: str = "staff"  # staff | patient: how its users map to a Principal
+    scope: str = "user/*.cruds"  # the most its tokens are granted (narrowed by their scope claim)
+    role_claim: str = "selected_roleid"  # staff: the claim naming the selected PractitionerRole
+    nhs_number_claim: str = "nhs_number"  # patients: the claim carrying the NHS number
+    algorithms: list[str] = ["RS256", "RS384", "ES256", "ES384", "PS256"]
+
+
 class Settings(BaseSettings):
     """All runtime settings of a carerecord server or command."""
 
@@ -47,6 +62,12 @@ class Settings(BaseSettings):
     default_page_size: int = 50
     max_page_size: int = 1000
     validate_profiles: bool = True
+    # Sign-in and tokens (access/): lifetimes, trusted OpenID Connect providers, and the only
+    # URLs a JWKS may be fetched from (providers' and clients' jwks_uri/jku).
+    access_token_seconds: int = 300
+    refresh_token_seconds: int = 30 * 24 * 3600
+    trusted_providers: list[TrustedProvider] = []
+    jwks_allow_list: list[str] = []
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any,
@@ -63,3 +84,8 @@ class Settings(BaseSettings):
 
     def fhir_base(self) -> str:
         return (self.base_url or f"http://{self.host}:{self.port}/fhir").rstrip("/")
+
+    def auth_base(self) -> str:
+        """The issuer of this server's tokens: the FHIR base without its final ``/fhir``."""
+        base = self.fhir_base()
+        return base[: -len("/fhir")] if base.endswith("/fhir") else base
