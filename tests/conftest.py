@@ -98,10 +98,20 @@ def live_server(engine: Engine, database_url: str) -> Iterator[str]:
     thread.join(timeout=10)
 
 
+@pytest.fixture(scope="session")
+def system_token(live_server: str, engine: Engine) -> str:
+    """A ``system/*.*`` access token for the live server: what the API tests send by default
+    (every /fhir route needs a token; tests/access and tests/api/test_auth*.py test that)."""
+    from carerecord.access.tokens import mint_system_token
+
+    return mint_system_token(engine, "system/*.*", audience=live_server, client_id="test-suite")
+
+
 @pytest.fixture
-def client(live_server: str, engine: Engine) -> Iterator[httpx.Client]:
-    """An HTTP client on an empty database."""
+def client(live_server: str, engine: Engine, system_token: str) -> Iterator[httpx.Client]:
+    """An HTTP client on an empty database, sending the system token."""
     wipe(engine)
     with httpx.Client(base_url=live_server, timeout=30,
-                      headers={"Accept": "application/fhir+json"}) as c:
+                      headers={"Accept": "application/fhir+json",
+                               "Authorization": f"Bearer {system_token}"}) as c:
         yield c

@@ -27,6 +27,7 @@ def server(client: httpx.Client) -> Iterator[FHIRServer]:
     smart = smart_client.FHIRClient(settings={"app_id": "carerecord-tests", "api_base": base(client) + "/"})
     smart.prepare()
     assert smart.ready
+    smart.server.session.headers["Authorization"] = client.headers["Authorization"]  # the system token
     yield smart.server
     smart.server.session.close()
 

@@ -45,7 +45,8 @@ def test_a_failing_job_in_a_batch_undoes_only_its_own_writes(repo: Repository) -
 def test_concurrent_creates_over_http_are_each_answered_on_their_own(live_server: str,
                                                                      client: httpx.Client) -> None:
     async def main() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=live_server, timeout=30) as c:
+        async with httpx.AsyncClient(base_url=live_server, timeout=30,
+                                     headers={"Authorization": client.headers["Authorization"]}) as c:
             bodies = [{"resourceType": "Patient", "name": [{"family": f"C{i}"}]} for i in range(20)]
             bodies[7] = {"resourceType": "Patient", "birthDate": "1970-13-01"}
             bodies[13] = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},

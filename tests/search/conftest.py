@@ -19,19 +19,21 @@ from tests.search.support import Fhir, client
 
 
 @pytest.fixture(scope="module")
-def db(live_server: str, engine: Engine) -> Iterator[Fhir]:
+def db(live_server: str, engine: Engine, system_token: str) -> Iterator[Fhir]:
     """The live server on a database emptied once for the module (read-only modules load
     their dataset into it once)."""
     wipe(engine)
     oracle.BASE = live_server
     with client(live_server) as c:
+        c.headers["Authorization"] = f"Bearer {system_token}"
         yield Fhir(c)
 
 
 @pytest.fixture
-def fhir(live_server: str, engine: Engine) -> Iterator[Fhir]:
+def fhir(live_server: str, engine: Engine, system_token: str) -> Iterator[Fhir]:
     """The live server on a database emptied for this test."""
     wipe(engine)
     oracle.BASE = live_server
     with client(live_server) as c:
+        c.headers["Authorization"] = f"Bearer {system_token}"
         yield Fhir(c)

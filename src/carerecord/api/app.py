@@ -10,11 +10,13 @@ import logging
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from carerecord.api import rest
+from carerecord.api import oauth, rest
+from carerecord.api.auth import Access, BearerAuth
 from carerecord.api.capability import capability_statement
 from carerecord.api.context import Context
 from carerecord.api.http import JSON, error_response, fhir_response, internal_error, response_format
@@ -108,6 +110,7 @@ def routes() -> list[Route]:
     return [
         Route("/", root),
         Route("/healthz", health),
+        *oauth.routes(),
         *_only("/fhir/metadata", metadata, ["GET"]),
         *_only("/fhir/_history", r.history_system, ["GET"]),
         *_only("/fhir/_search", r.search_system, ["POST"]),
@@ -143,9 +146,10 @@ def create_app(settings: Settings | None = None, repo: Repository | None = None)
     ctx = Context(settings, repo, interactions, Searcher(repo.registry), None, base,  # type: ignore[arg-type]
                   WriteQueue(repo))
     ctx.processor = TransactionProcessor(interactions, rest.get_in_bundle(ctx))  # type: ignore[arg-type]
-    app = Starlette(routes=routes(), exception_handlers={
+    app = Starlette(routes=routes(), middleware=[Middleware(BearerAuth)], exception_handlers={
         FhirError: _fhir_error, HTTPException: _http_error, Exception: _unexpected})
     app.state.ctx = ctx
+    app.state.access = Access.build(settings, repo)  # sign-in and tokens; every /fhir route needs one
     app.state.capability = capability_statement(repo.registry, base, date=iso_instant(now_us()))
     return app
 

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from carerecord.api import bundles
+from carerecord.api.auth import check_bundle
 from carerecord.api.context import Context
 from carerecord.api.http import (
     etag_version,
@@ -340,6 +341,7 @@ async def transaction(request: Request) -> Response:
     c = ctx(request)
     media = response_format(request)
     body = await read_body(request)
+    check_bundle(request, body)  # the caller's scopes must cover every entry
     full = prefer(request, "return") != "minimal"
     # Validation and index extraction happen here, before the write lock is taken.
     kind, entries = stage(body, c.repo.registry, c.base)
