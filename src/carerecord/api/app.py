@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from carerecord.api import oauth, rest
+from carerecord.api import cds_hooks, oauth, rest
 from carerecord.api.auth import Access, BearerAuth
 from carerecord.api.capability import capability_statement
 from carerecord.api.context import Context
@@ -111,6 +111,7 @@ def routes() -> list[Route]:
         Route("/", root),
         Route("/healthz", health),
         *oauth.routes(),
+        *cds_hooks.routes(),
         *_only("/fhir/metadata", metadata, ["GET"]),
         *_only("/fhir/_history", r.history_system, ["GET"]),
         *_only("/fhir/_search", r.search_system, ["POST"]),
