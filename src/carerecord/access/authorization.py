@@ -190,7 +190,7 @@ def _find_token(server: AuthServer, token: str, hint: str | None) -> Any:
 
 
 class _Revocation(RevocationEndpoint):  # type: ignore[misc]
-    CLIENT_AUTH_METHODS = AUTH_METHODS[:-1]
+    CLIENT_AUTH_METHODS = AUTH_METHODS  # a public app may revoke its own tokens (RFC 7009 2.1)
     server: AuthServer
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Any:

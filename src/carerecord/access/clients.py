@@ -75,8 +75,8 @@ class OAuthClient:
         return verify_secret(self.secret_hash, client_secret)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        if endpoint != "token" and method == "none":
-            return False  # revocation and introspection need an authenticated client
+        if endpoint == "introspection" and method == "none":
+            return False  # introspection needs an authenticated client; a public app may revoke its own
         return method in self.auth_methods
 
     def check_response_type(self, response_type: str) -> bool:
