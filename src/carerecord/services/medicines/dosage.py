@@ -41,6 +41,13 @@ class DoseAmounts:
     weekly: float | None
 
 
+def listed(value: Any) -> list[Any]:
+    """An element that should be an array, as a list of objects, whatever arrived (a single
+    object, as some clients send, or nothing): the check must not fail on a malformed order."""
+    items = value if isinstance(value, list) else [value] if value else []
+    return [i for i in items if isinstance(i, Mapping)]
+
+
 def _unit(q: Mapping[str, Any]) -> str:
     raw = str(q.get("code") or q.get("unit") or "").strip().lower().rstrip("s")
     return raw.removesuffix("(s)")
@@ -67,9 +74,9 @@ def quantity_mg(q: Mapping[str, Any] | None, strength: Strength | None, unit_dos
 def per_day(dosage: Mapping[str, Any]) -> float | None:
     """Administrations per day at most; 1 for a dose with no timing (a single dose); None
     for "as needed" with no frequency, which cannot be bounded."""
-    timing = dosage.get("timing") or {}
-    repeat = timing.get("repeat") or {}
-    code = ((timing.get("code") or {}).get("coding") or [{}])[0].get("code")
+    timing: Mapping[str, Any] = next(iter(listed(dosage.get("timing"))), {})
+    repeat: Mapping[str, Any] = next(iter(listed(timing.get("repeat"))), {})
+    code = next((c.get("code") for c in listed((timing.get("code") or {}).get("coding"))), None)
     if "frequency" in repeat or "period" in repeat:
         freq = float(repeat.get("frequencyMax") or repeat.get("frequency") or 1)
         period = float(repeat.get("period") or 1)
@@ -96,7 +103,7 @@ def _max_per_day(dosage: Mapping[str, Any], strength: Strength | None, unit_dose
 
 def _single(dosage: Mapping[str, Any], strength: Strength | None, unit_dose: str | None) -> float | None:
     best: float | None = None
-    for dr in dosage.get("doseAndRate") or ():
+    for dr in listed(dosage.get("doseAndRate")):
         q = dr.get("doseQuantity") or (dr.get("doseRange") or {}).get("high")
         mg = quantity_mg(q, strength, unit_dose)
         if mg is not None:
@@ -109,7 +116,7 @@ def amounts(dosages: Sequence[Mapping[str, Any]], strength: Strength | None,
     """The doses in mg of one ingredient across an order's dosageInstruction lines."""
     singles: list[float] = []
     by_sequence: dict[Any, float | None] = {}
-    for d in dosages:
+    for d in listed(list(dosages)):
         single = _single(d, strength, unit_dose)
         if single is not None:
             singles.append(single)
@@ -132,7 +139,7 @@ def amounts(dosages: Sequence[Mapping[str, Any]], strength: Strength | None,
 
 def route_of(dosages: Sequence[Mapping[str, Any]]) -> str:
     """``oral`` when the dosage's route says so (by text or display), else the text, else ''."""
-    for d in dosages:
+    for d in listed(list(dosages)):
         route = d.get("route") or {}
         text = " ".join([route.get("text", "")] + [c.get("display", "") for c in route.get("coding", ())]).lower()
         if "oral" in text or "mouth" in text:

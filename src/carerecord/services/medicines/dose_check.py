@@ -9,7 +9,8 @@ the adult maximum for the patient's age, and against renal limits for the latest
   above their eGFR ("avoid" there, or a lower daily maximum).
 - A dose that cannot be worked out (free-text dosage, product units without a known
   strength, "as needed" without a frequency) is reported as not checked, never assumed
-  safe."""
+  safe. An order with no dosage yet (a medicine just selected) has nothing to check; renal
+  "avoid" limits still apply to it."""
 
 from __future__ import annotations
 
@@ -45,8 +46,9 @@ def _amount(doses: DoseAmounts, per: str) -> float | None:
     return {"dose": doses.single, "day": doses.daily, "week": doses.weekly}[per]
 
 
-def _unchecked(order: Order, key: str, what: str, why: str, advice: str, source: Source | None = None) -> Finding:
-    return Finding(key, "unchecked", Severity.INFO, what[:139], why, order.evidence, (),
+def _unchecked(order: Order, key: str, what: str, why: str, advice: str, source: Source | None = None,
+               kind: str = "unchecked") -> Finding:
+    return Finding(key, kind, Severity.INFO, what[:139], why, order.evidence, (),
                    source or Source("carerecord medicines checks"), advice)
 
 
@@ -65,7 +67,7 @@ def check_dose(order: Order, ctx: PatientContext, kb: KnowledgeBase) -> list[Fin
                                        "Check the dose against the BNF for Children."))
             continue
         unknown = False
-        for per, lim in sorted(limits.items()):
+        for per, lim in sorted(limits.items()) if order.dosages else ():
             amount = _amount(doses, per)
             if amount is None:
                 unknown = True
@@ -104,7 +106,7 @@ def _renal(order: Order, ctx: PatientContext, kb: KnowledgeBase, ing: str, name:
     if ctx.egfr is None:
         return [_unchecked(order, f"renal|{order.key}|{ing}|no-egfr", f"No eGFR on record: {name} renal limits not checked",
                            f"{name} needs dose adjustment or avoidance in renal impairment, and there is no eGFR "
-                           "result on record.", "Check renal function before prescribing.")]
+                           "result on record.", "Check renal function before prescribing.", kind="renal")]
     egfr = ctx.egfr
     evidence = (Evidence(egfr.reference, f"eGFR {egfr.value:g} mL/min/1.73m2 on {egfr.when or 'an unknown date'}"),)
     out: list[Finding] = []
@@ -117,7 +119,7 @@ def _renal(order: Order, ctx: PatientContext, kb: KnowledgeBase, ing: str, name:
         elif doses.daily is None:
             out.append(_unchecked(order, key, f"{name}: check the dose for eGFR {egfr.value:g}",
                                   f"At this eGFR the maximum is {_fmt(lim.max_daily_mg)} daily, and the daily dose "
-                                  "could not be worked out.", lim.advice, lim.source))
+                                  "could not be worked out.", lim.advice, lim.source, kind="renal"))
         elif doses.daily > lim.max_daily_mg * 1.0001:
             out.append(Finding(key, "renal", _LEVEL[lim.severity],
                                f"{name} {_fmt(doses.daily)} daily is above {_fmt(lim.max_daily_mg)} for eGFR "

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from carerecord.services.medicines.dosage import listed
 from carerecord.services.medicines.findings import Evidence
 from carerecord.services.medicines.patient import ref
 from carerecord.services.medicines.resolve import Resolved, Resolver
@@ -34,4 +35,4 @@ def order_from(resource: Mapping[str, Any], resolver: Resolver,
                medications: Mapping[str, Mapping[str, Any]] | None = None) -> Order:
     """An ``Order`` for a MedicationRequest (its medication resolved, its dosage lines)."""
     return Order(ref(resource), resolver.medication(resource, medications),
-                 list(resource.get("dosageInstruction") or ()), resource)
+                 listed(resource.get("dosageInstruction")), resource)
