@@ -108,3 +108,9 @@ def test_a_food_allergy_that_is_not_a_medicine_is_not_reported() -> None:
 
 def test_an_allergy_to_an_unrelated_drug_is_silent() -> None:
     assert check(order("Amoxicillin 500mg capsules"), allergies=[allergy("Codeine")]) == []
+
+
+def test_an_unrecognised_medicine_gives_a_could_not_be_checked_finding_and_nothing_else() -> None:
+    found = check(order("Dr Smith's special linctus"), allergies=[allergy("Penicillin")])
+    assert kinds(found) == [("unchecked", "warning")]
+    assert "NOT checked" in found[0].detail
