@@ -1,4 +1,4 @@
-"""The ``carerecord`` command: serve, demo, load, migrate, check.
+"""The ``carerecord`` command: serve, demo, load, migrate, check, clients, users.
 
 Settings come from flags, then ``CARERECORD_*`` environment variables, then the config file
 (``CARERECORD_CONFIG`` or ./carerecord.toml), then defaults (an SQLite file in the data folder).
@@ -103,6 +103,7 @@ def _safe(url: str) -> str:
 def demo(people: int, seed: int, host: str | None, port: int | None, workers: int | None,
          no_serve: bool, jobs: int | None, database: str | None, data_dir: Path | None) -> None:
     """Load the demo integrated care system (idempotent) and serve it."""
+    from carerecord.cli.access import demo_signins, persona_bundle
     from carerecord.cli.load import Loader, LoadReport, stage_people
     from carerecord.demo import generate
     from carerecord.store.interactions import Interactions
@@ -135,6 +136,9 @@ def demo(people: int, seed: int, host: str | None, port: int | None, workers: in
         _summary(report, time.perf_counter() - started, "the demo generator")
         if report.rejected:
             sys.exit(1)
+    with loader:  # a sign-in for each persona of issue 4 (idempotent)
+        loader.load_bundle("demo sign-ins", persona_bundle(), report)
+    demo_signins(repo)
     if not no_serve:
         _serve(settings)
 
@@ -260,3 +264,13 @@ def _summary(report: Any, seconds: float, source: str | None = None) -> None:
             click.echo(f"  {where}: {why}", err=True)
         if len(report.rejected) > 50:
             click.echo(f"  ... and {len(report.rejected) - 50} more", err=True)
+
+
+def _register_access_commands() -> None:
+    from carerecord.cli.access import clients, users
+
+    main.add_command(clients)
+    main.add_command(users)
+
+
+_register_access_commands()
