@@ -29,6 +29,7 @@ import orjson
 from carerecord.errors import FhirError
 from carerecord.fhir.indexing import IndexRows
 from carerecord.fhir.search_params import SearchParamRegistry
+from carerecord.store.engine import analyze
 from carerecord.store.interactions import Interactions
 from carerecord.store.reindex import add_custom_parameters, stored_search_parameters
 from carerecord.store.repository import Unit
@@ -209,6 +210,8 @@ class Loader:
 
     def __exit__(self, *exc: object) -> None:
         self._end(commit=exc[0] is None)
+        if exc[0] is None:
+            analyze(self.ix.repo.engine)  # the planner's statistics, for what was loaded
 
     def _end(self, commit: bool = True) -> None:
         if self._cm is not None:

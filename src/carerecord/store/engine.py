@@ -69,7 +69,21 @@ def migrate(engine: Engine) -> str:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+    analyze(engine)
     return ScriptDirectory.from_config(cfg).get_current_head() or ""
+
+
+def analyze(engine: Engine) -> None:
+    """Refresh the planner's statistics. Run after migrations (so at every start) and after
+    bulk loads. On SQLite ``analysis_limit`` makes it a sample of each index (14 ms on a
+    4 GB, 100,000-person database) rather than a full pass; the search compiler does not
+    depend on it for its hot paths (probes seek by rid, see store/search.py), but SQLite
+    picks between indexes of a driving subquery better with it. PostgreSQL samples anyway;
+    autovacuum keeps it current between loads."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+        conn.exec_driver_sql("ANALYZE")
 
 
 def current_revision(engine: Engine) -> str | None:

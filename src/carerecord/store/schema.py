@@ -83,7 +83,7 @@ idx_string = Table(
     Column("pkey", BigInteger, nullable=False),
     Column("value", KEY_TEXT, nullable=False),
     Column("exact", KEY_TEXT, nullable=False),
-    Index("ix_string_value", "pkey", "value"),
+    Index("ix_string_value", "pkey", "value", "rid"),
     Index("ix_string_rid", "rid", "pkey"),
 )
 
@@ -94,7 +94,7 @@ idx_token = Table(
     Column("system", KEY_TEXT, nullable=True),
     Column("code", KEY_TEXT, nullable=True),
     Column("text", KEY_TEXT, nullable=True),
-    Index("ix_token_code", "pkey", "code", "system"),
+    Index("ix_token_code", "pkey", "code", "system", "rid"),
     Index("ix_token_rid", "rid", "pkey"),
 )
 
@@ -104,7 +104,7 @@ idx_date = Table(
     Column("pkey", BigInteger, nullable=False),
     Column("low", BigInteger, nullable=False),
     Column("high", BigInteger, nullable=False),
-    Index("ix_date_range", "pkey", "low", "high"),
+    Index("ix_date_range", "pkey", "low", "high", "rid"),
     Index("ix_date_rid", "rid", "pkey"),
 )
 
@@ -115,7 +115,7 @@ idx_number = Table(
     Column("value", Float, nullable=False),
     Column("low", Float, nullable=False),
     Column("high", Float, nullable=False),
-    Index("ix_number_value", "pkey", "value"),
+    Index("ix_number_value", "pkey", "value", "rid"),
     Index("ix_number_rid", "rid", "pkey"),
 )
 
@@ -128,7 +128,7 @@ idx_quantity = Table(
     Column("value", Float, nullable=False),
     Column("low", Float, nullable=False),
     Column("high", Float, nullable=False),
-    Index("ix_quantity_value", "pkey", "code", "value"),
+    Index("ix_quantity_value", "pkey", "code", "value", "rid"),
     Index("ix_quantity_rid", "rid", "pkey"),
 )
 
@@ -139,7 +139,7 @@ idx_reference = Table(
     Column("ref_type", String(64), nullable=True),
     Column("ref_id", String(64), nullable=True),
     Column("url", KEY_TEXT, nullable=True),
-    Index("ix_reference_target", "pkey", "ref_id", "ref_type"),
+    Index("ix_reference_target", "pkey", "ref_id", "ref_type", "rid"),
     Index("ix_reference_reverse", "ref_type", "ref_id"),
     Index("ix_reference_rid", "rid", "pkey"),
 )
@@ -149,7 +149,7 @@ idx_uri = Table(
     Column("rid", RID, nullable=False),
     Column("pkey", BigInteger, nullable=False),
     Column("value", KEY_TEXT, nullable=False),
-    Index("ix_uri_value", "pkey", "value"),
+    Index("ix_uri_value", "pkey", "value", "rid"),
     Index("ix_uri_rid", "rid", "pkey"),
 )
 
@@ -170,7 +170,7 @@ idx_composite = Table(
     Column("b_high", Float, nullable=True),
     Column("c_low", Float, nullable=True),
     Column("c_high", Float, nullable=True),
-    Index("ix_composite_a", "pkey", "a_code", "a_system"),
+    Index("ix_composite_a", "pkey", "a_code", "a_system", "rid"),
     Index("ix_composite_rid", "rid", "pkey"),
 )
 

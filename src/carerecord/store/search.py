@@ -11,13 +11,15 @@ while data changes. Included resources are fetched for the page only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Connection,
     FromClause,
     Select,
+    Table,
     and_,
     exists,
     false,
@@ -28,7 +30,10 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.selectable import Exists, ScalarSelect
+from sqlalchemy.sql.visitors import InternalTraversal, replacement_traverse
 
 from carerecord.errors import Invalid
 from carerecord.fhir import model
@@ -44,6 +49,11 @@ _TABLE_OF_TYPE = {"string": s.idx_string, "token": s.idx_token, "date": s.idx_da
                   "number": s.idx_number, "quantity": s.idx_quantity,
                   "reference": s.idx_reference, "uri": s.idx_uri, "composite": s.idx_composite}
 _TOP = "\U0010ffff"
+# One alias per index table for the driving clause, made once (an alias's column collection
+# costs more to build than the rest of a simple search), distinct from the tables the probes
+# use so their EXISTS subqueries are not correlated with it.
+_R_TARGET, _V_TARGET = _R.alias("target"), _V.alias("target_version")  # of _include
+_DRIVING: dict[str, FromClause] = {t.name: t.alias(f"d_{t.name}") for t in _TABLE_OF_TYPE.values()}
 
 
 @dataclass(slots=True)
@@ -53,6 +63,20 @@ class Hit:
     res_id: str
     content: bytes
     mode: str = "match"
+
+
+@dataclass(slots=True)
+class Plan:
+    """How a search runs. ``conds`` hold on the ``resources`` row; ``probes`` are the clauses
+    checked per candidate by correlated EXISTS. When ``index`` is set, the driving clause's
+    index rows (``index_conds`` on that alias) hand out the matches in rid order."""
+
+    conds: list[ColumnElement[bool]]
+    probes: list[Clause] = field(default_factory=list)
+    index: FromClause | None = None
+    index_conds: list[ColumnElement[bool]] = field(default_factory=list)
+    in_rid_order: bool = False
+    res_type: str = ""
 
 
 @dataclass(slots=True)
@@ -99,21 +123,54 @@ class Compiler:
                 present = or_(present, _rows(ident, r, probe, ident.c.pkey == s.param_key(
                     res_type, f"{code}:identifier")))
             return or_(*[not_(present) if v.text == "true" else present for v in clause.values])
-        if clause.modifier in ("identifier", "of-type"):
-            table, code = s.idx_token, f"{code}:{clause.modifier}"
-        key = s.param_key(res_type, code)
         if code == "_text":  # every word of the value starts a word of the narrative
+            key = s.param_key(res_type, code)
             words = [[w for w in normalize(v.text).split() if w] for v in clause.values]
             return or_(*[and_(*[_rows(table, r, probe, table.c.pkey == key, table.c.value >= w,
                                        table.c.value < w + _TOP) for w in ws])
                          for ws in words if ws])
+        table = self.index_table(clause)
+        matched = _rows(table, r, probe, *self.index_test(clause, res_type, table))
+        return not_(matched) if clause.modifier == "not" else matched
+
+    def index_table(self, clause: Clause) -> Table:
+        """The index table a plain clause (see :func:`plain`) is answered from."""
+        assert clause.param is not None
+        if clause.modifier in ("identifier", "of-type"):
+            return s.idx_token
+        return _TABLE_OF_TYPE[clause.param.type]
+
+    def index_test(self, clause: Clause, res_type: str, t: FromClause) -> list[ColumnElement[bool]]:
+        """The conditions on rows of ``t`` (the clause's index table or an alias of it) that
+        satisfy a plain clause: its key, and any of its values (a ``:not`` is negated by the
+        caller)."""
+        assert clause.param is not None
+        code, ptype = clause.param.code, clause.param.type
+        if clause.modifier in ("identifier", "of-type"):
+            code = f"{code}:{clause.modifier}"
         if ptype == "composite":
             types = self.registry.component_types(res_type, code)
-            tests = [composite_test(types, v, table) for v in clause.values]
+            tests = [composite_test(types, v, t) for v in clause.values]
         else:
-            tests = [self._value(ptype, clause.modifier, v, table) for v in clause.values]
-        matched = _rows(table, r, probe, table.c.pkey == key, or_(*tests))
-        return not_(matched) if clause.modifier == "not" else matched
+            tests = [self._value(ptype, clause.modifier, v, t) for v in clause.values]
+        return [t.c.pkey == s.param_key(res_type, code), or_(*tests)]
+
+    def in_rid_order(self, clause: Clause, res_type: str) -> bool:
+        """Whether the index hands out the rows matching ``clause`` in rid order: one value
+        tested by equality on every column of the value index before ``rid`` (schema.py),
+        e.g. a token with system and code, or a typed reference. Such a clause can drive a
+        page straight off the index, stopping after the page, whatever the match count."""
+        if (clause.param is None or not plain(clause) or len(clause.values) != 1
+                or self.registry.get(res_type, clause.param.code) is None):
+            return False
+        v, ptype, mod = clause.values[0], clause.param.type, clause.modifier
+        if mod == "identifier" or (ptype == "token" and mod is None):
+            return v.system not in (None, ANY) and bool(v.text)
+        if ptype == "reference" and mod is None:
+            return bool(v.text and v.ref_type and not v.url)
+        if ptype == "uri" and mod is None:
+            return True
+        return ptype == "string" and mod == "exact"
 
     # -- value tests, one per parameter type ---------------------------------------------------
     def _value(self, ptype: str, mod: str | None, v: Value, t: FromClause) -> ColumnElement[bool]:
@@ -131,8 +188,8 @@ class Compiler:
                 raise Invalid(f"Modifier :{mod} is not supported on token parameters", mod)
             return _token(v, t)
         if ptype == "string":
-            if mod == "exact":
-                return t.c.exact == v.text
+            if mod == "exact":  # value (indexed) is the normalised exact: an index seek
+                return and_(t.c.value == normalize(v.text), t.c.exact == v.text)
             n = normalize(v.text)
             if mod == "contains":
                 esc = n.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -207,14 +264,61 @@ def _rows(table: FromClause, r: FromClause, probe: bool,
     """Resource rows of ``r`` having index rows in ``table`` that meet ``conds``: a driving
     ``rid IN (...)`` or a correlated ``EXISTS`` probe (see :meth:`Compiler.predicate`)."""
     if probe:
-        return exists().where(table.c.rid == r.c.rid, *conds)
+        return exists().where(table.c.rid == r.c.rid, *[_by_rid(c, table) for c in conds])
     return r.c.rid.in_(select(table.c.rid).where(*conds))
+
+
+class _Unindexed(ColumnElement[Any]):
+    """A column no index may serve: ``+col`` on SQLite (its documented way to keep a term
+    from choosing an index), the column itself elsewhere."""
+
+    inherit_cache = True
+    _traverse_internals = [("col", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, col: ColumnElement[Any]) -> None:
+        self.col = col
+        self.type = col.type
+
+
+@compiles(_Unindexed)
+def _compile_unindexed(element: _Unindexed, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.col, **kw))
+
+
+@compiles(_Unindexed, "sqlite")
+def _compile_unindexed_sqlite(element: _Unindexed, compiler: Any, **kw: Any) -> str:
+    return "+" + str(compiler.process(element.col, **kw))
+
+
+def _by_rid(cond: ColumnElement[bool], table: FromClause) -> ColumnElement[bool]:
+    """``cond`` with every column of ``table`` but rid made unindexable, so a probe seeks the
+    candidate's own rows by rid and tests them (a resource has a few dozen rows per table).
+    Without this SQLite, lacking statistics, took the value index for a probe (ix_date_range
+    (pkey=? AND low>?)), walking every birthdate after the one searched for each candidate:
+    7 s a search at 100,000 people; and with the value indexes covering, a scan of all rows
+    of the key looked cheap to it. Subqueries (a chain's inner search) keep their indexes."""
+    def replace(el: Any) -> Any:
+        if isinstance(el, (Select, ScalarSelect, Exists)):
+            return el  # not descended into
+        if isinstance(el, Column) and el.table is table and el.name != "rid":
+            return _Unindexed(el)
+        return None
+    return cast(ColumnElement[bool], replacement_traverse(cond, {}, replace))  # type: ignore[call-overload]
 
 
 # How selective a clause usually is (lower drives the query). A reference to one resource or
 # an identifier finds a handful of rows; a code or name prefix more; a date range most.
+_DAY = 86400_000000  # microseconds
 _RANK = {"reference": 1, "token": 3, "uri": 3, "string": 4, "composite": 4, "quantity": 5,
          "number": 5, "date": 7}
+
+
+def plain(clause: Clause) -> bool:
+    """Whether the clause is answered by value tests on its own index rows (no chain, _has,
+    _text, special parameter, or a :missing or :not that is true where rows are absent)."""
+    return (clause.param is not None and clause.chain is None and clause.has is None
+            and clause.modifier not in ("missing", "not") and clause.param.code != "_text"
+            and clause.param.type in _TABLE_OF_TYPE)
 
 
 def keyed_by_id(clause: Clause) -> bool:
@@ -232,17 +336,9 @@ def rank(clause: Clause) -> int:
         return 6
     if clause.param.code in ("identifier", "patient", "subject") or clause.modifier == "identifier":
         return 1
+    if clause.param.type == "date" and all(v.prefix == "eq" and v.high - v.low <= _DAY for v in clause.values):
+        return 2  # a day (a birthdate): a few rows among thousands, narrower than a name prefix
     return _RANK.get(clause.param.type, 10)
-
-
-def _keys_in(type_col: ColumnElement[str], id_col: ColumnElement[str],
-             keys: list[tuple[str, str]]) -> ColumnElement[bool]:
-    """(type, id) in ``keys``, as one "type = ? AND id IN (...)" per type, which SQLite answers
-    from an index (it scans for a row-value IN)."""
-    by_type: dict[str, list[str]] = {}
-    for t, i in keys:
-        by_type.setdefault(t, []).append(i)
-    return or_(*[and_(type_col == t, id_col.in_(ids)) for t, ids in by_type.items()])
 
 
 def _token(v: Value, t: FromClause, system: str = "system", code: str = "code") -> ColumnElement[bool]:
@@ -303,8 +399,8 @@ def date_test(v: Value, low: ColumnElement[int], high: ColumnElement[int]) -> Co
     plo, phi = int(v.low), int(v.high)
     inside = and_(low >= plo, high <= phi)
     p = v.prefix
-    if p == "eq":
-        return inside
+    if p == "eq":  # low <= phi follows (low <= high) and bounds the index range on low
+        return and_(low >= plo, low <= phi, high <= phi)
     if p == "ne":
         return or_(low < plo, high > phi)
     if p == "gt":
@@ -318,7 +414,7 @@ def date_test(v: Value, low: ColumnElement[int], high: ColumnElement[int]) -> Co
     if p == "sa":
         return low > phi
     if p == "eb":
-        return high < plo
+        return and_(high < plo, low < plo)  # low < plo follows, and bounds the index range
     width = max(abs(now_us() - plo) // 10, 86400_000000)  # ap: 10% of the gap to now, >= 1 day
     return and_(low <= phi + width, high >= plo - width)
 
@@ -352,54 +448,117 @@ class Searcher:
         self.registry = registry
         self.compiler = Compiler(registry)
 
-    def where(self, q: Query, r: FromClause = _R) -> list[ColumnElement[bool]]:
+    def plan(self, q: Query) -> Plan:
+        """Decide how the query runs (see :class:`Plan`): for one resource type, the most
+        selective clause that finds index rows drives and the others probe the rows it found."""
         types = q.res_types or tuple(sorted(model.resource_types()))
-        conds: list[ColumnElement[bool]] = [r.c.deleted == false()]
+        plan = Plan([_R.c.deleted == false()])
+        conds = plan.conds
         if q.compartment is not None:
             comp = s.compartments
-            conds.append(r.c.rid.in_(select(comp.c.rid).where(comp.c.patient_id == q.compartment)))
-        if len(types) == 1:
-            # Drive from the most selective clause that finds index rows; the others probe the
-            # rows it found. Index rows exist only for live resources of the key's type, so
-            # res_type needs filtering only when nothing drives (or _id, a key lookup, does).
-            ordered = sorted(q.clauses, key=rank)
-            driver = ordered[0] if ordered and rank(ordered[0]) < 50 else None
-            if q.compartment is not None:
-                driver = None  # the compartment's rows drive
-            if driver is None or keyed_by_id(driver):
-                conds.append(r.c.res_type == types[0])
-            for c in ordered:
-                conds.append(self.compiler.predicate(c, types[0], r, probe=c is not driver))
-        else:
+            conds.append(_R.c.rid.in_(select(comp.c.rid).where(comp.c.patient_id == q.compartment)))
+        if len(types) != 1:
             if q.res_types:
-                conds.append(r.c.res_type.in_(types))
+                conds.append(_R.c.res_type.in_(types))
             for c in q.clauses:
                 if c.param is None and c.chain is None and c.has is None:
-                    conds.append(self.compiler.predicate(c, types[0], r))
+                    conds.append(self.compiler.predicate(c, types[0], _R))
                 else:
-                    conds.append(or_(*[and_(r.c.res_type == t, self.compiler.predicate(c, t, r))
+                    conds.append(or_(*[and_(_R.c.res_type == t, self.compiler.predicate(c, t, _R))
                                        for t in types if self.registry.get(t, c.param.code
                                                                            if c.param else "")]))
-        return conds
+            return plan
+        res_type = types[0]
+        ordered = sorted(q.clauses, key=rank)
+        driver = ordered[0] if ordered and rank(ordered[0]) < 50 else None
+        if q.compartment is not None:
+            driver = None  # the compartment's rows drive
+        if driver is None or keyed_by_id(driver):
+            conds.append(_R.c.res_type == res_type)
+        plan.probes = [c for c in ordered if c is not driver]
+        if (driver is not None and plain(driver)
+                and self.registry.get(res_type, driver.param.code if driver.param else "") is not None):
+            d = _DRIVING[self.compiler.index_table(driver).name]
+            plan.index, plan.index_conds = d, self.compiler.index_test(driver, res_type, d)
+            plan.in_rid_order = self.compiler.in_rid_order(driver, res_type)
+        elif driver is not None:
+            conds.append(self.compiler.predicate(driver, res_type, _R))
+        if plan.index is not None and not plan.in_rid_order:
+            # An index range (a name prefix, a date range, OR-ed values) is not in rid order:
+            # its rids are gathered and the resources fetched by rid.
+            conds.append(_R.c.rid.in_(select(plan.index.c.rid).where(*plan.index_conds)))
+            plan.index = None
+        conds += [self.compiler.predicate(c, res_type, _R, probe=True) for c in plan.probes]
+        plan.res_type = res_type
+        return plan
+
+    def where(self, q: Query) -> list[ColumnElement[bool]]:
+        """The query as conditions on ``resources`` alone (for counts and conditional
+        interactions)."""
+        plan = self.plan(q)
+        if plan.index is not None:
+            return [*plan.conds, _R.c.rid.in_(select(plan.index.c.rid).where(*plan.index_conds))]
+        return plan.conds
 
     def matching_rids(self, q: Query) -> Select[tuple[int]]:
         return select(_R.c.rid).where(*self.where(q))
 
     def count(self, conn: Connection, q: Query) -> int:
-        return int(conn.execute(select(func.count()).select_from(_R).where(*self.where(q))).scalar_one())
+        """How many resources match (see :meth:`count_query`)."""
+        return int(conn.execute(self.count_query(q)).scalar_one())
+
+    def count_query(self, q: Query) -> Select[Any]:
+        """The SELECT counting the matches. When the driver's index rows decide alone (no compartment,
+        no probe keyed on the resource row), the count is taken on the index: index rows exist
+        only for current, undeleted resources of the key's type (repository.py), so the
+        resources table need not be visited."""
+        plan = self.plan(q)
+        index = plan.index
+        if index is None and q.compartment is None and len(q.res_types) == 1:
+            driver = min(q.clauses, key=rank, default=None)
+            if driver is not None and plain(driver) and driver not in plan.probes:
+                index = _DRIVING[self.compiler.index_table(driver).name]
+                plan.index_conds = self.compiler.index_test(driver, plan.res_type, index)
+        if index is not None and q.compartment is None and not any(map(keyed_by_id, plan.probes)):
+            probes = [self.compiler.predicate(c, plan.res_type, index, probe=True) for c in plan.probes]
+            return select(func.count(index.c.rid.distinct())).where(*plan.index_conds, *probes)
+        return select(func.count()).select_from(_R).where(*self.where(q))
+
+    def page_query(self, q: Query, count: int) -> Select[Any]:
+        """The SELECT of one page: rid, type, id, content and the sort keys of up to
+        ``count + 1`` matches (one more tells whether there is a next page), in page order
+        (reversed when reading backwards from a PREV or LAST cursor)."""
+        plan = self.plan(q)
+        keys = [self._sort_key(q, code, desc) for code, desc in q.sort]
+        cursor = paging.decode(q.cursor)
+        reverse = cursor is not None and cursor.direction in (paging.PREV, paging.LAST)
+        conds = list(plan.conds)
+        if plan.index is not None and not keys:
+            # The driver's index rows come in rid order: the page is read off the index and
+            # stops after count + 1 (DISTINCT: one resource may have equal rows twice).
+            d = plan.index
+            inner = [*plan.index_conds, *conds]
+            if cursor is not None and cursor.direction != paging.LAST:
+                inner.append(paging.position([], d.c.rid, cursor))
+            page = (select(d.c.rid).distinct().join(_R, _R.c.rid == d.c.rid).where(*inner)
+                    .order_by(*paging.order_by([], d.c.rid, reverse)).limit(count + 1))
+            return (select(_R.c.rid, _R.c.res_type, _R.c.res_id, _V.c.content)
+                    .join(_V, and_(_V.c.rid == _R.c.rid, _V.c.version == _R.c.version))
+                    .where(_R.c.rid.in_(page)).order_by(*paging.order_by([], _R.c.rid, reverse)))
+        if plan.index is not None:
+            conds.append(_R.c.rid.in_(select(plan.index.c.rid).where(*plan.index_conds)))
+        if cursor is not None and cursor.direction != paging.LAST:
+            conds.append(paging.position(keys, _R.c.rid, cursor))
+        return (select(_R.c.rid, _R.c.res_type, _R.c.res_id, _V.c.content, *[k for k, _ in keys])
+                .join(_V, and_(_V.c.rid == _R.c.rid, _V.c.version == _R.c.version))
+                .where(*conds).order_by(*paging.order_by(keys, _R.c.rid, reverse)).limit(count + 1))
 
     def run(self, conn: Connection, q: Query, count: int) -> SearchResult:
         """One page of matches (keyset paging, see ``store.paging``), the total when asked
         for, and the included resources of the page."""
-        conds = self.where(q)
-        keys = [self._sort_key(q, code, desc) for code, desc in q.sort]
+        query = self.page_query(q, count)
         cursor = paging.decode(q.cursor)
         reverse = cursor is not None and cursor.direction in (paging.PREV, paging.LAST)
-        if cursor is not None and cursor.direction != paging.LAST:
-            conds.append(paging.position(keys, _R.c.rid, cursor))
-        query = (select(_R.c.rid, _R.c.res_type, _R.c.res_id, _V.c.content, *[k for k, _ in keys])
-                 .join(_V, and_(_V.c.rid == _R.c.rid, _V.c.version == _R.c.version))
-                 .where(*conds).order_by(*paging.order_by(keys, _R.c.rid, reverse)).limit(count + 1))
         rows = list(conn.execute(query).all())
         more = len(rows) > count
         rows = rows[:count]
@@ -482,25 +641,32 @@ class Searcher:
 
     def _forward(self, conn: Connection, rids: list[int], src: str, code: str,
                  target: str | None) -> list[Hit]:
-        ref = s.idx_reference
-        r2 = aliased(_R)
-        v2 = aliased(_V)
+        ref, r2, v2 = s.idx_reference, _R_TARGET, _V_TARGET
         q = (select(r2.c.rid, r2.c.res_type, r2.c.res_id, v2.c.content)
              .select_from(ref)
              .join(r2, and_(r2.c.res_type == ref.c.ref_type, r2.c.res_id == ref.c.ref_id))
              .join(v2, and_(v2.c.rid == r2.c.rid, v2.c.version == r2.c.version))
-             .where(ref.c.rid.in_(rids), ref.c.pkey.in_(self._keys(src, code)),
+             .where(ref.c.rid.in_(rids), _by_rid(ref.c.pkey.in_(self._keys(src, code)), ref),
                     r2.c.deleted == false()))
-        if target:
-            q = q.where(ref.c.ref_type == target)
+        if target:  # the page's own rows, by rid: never a walk of every row of the key
+            q = q.where(_by_rid(ref.c.ref_type == target, ref))
         return [Hit(*row) for row in conn.execute(q.distinct())]
 
     def _reverse(self, conn: Connection, keys: list[tuple[str, str]], src: str,
                  code: str) -> list[Hit]:
+        """Resources whose ``src:code`` references point at ``keys``: one query per target
+        type, each a seek on (pkey, ref_id, ref_type); an OR of the types made SQLite walk every
+        row of the key (77 ms at 100,000 people against 0.02 ms)."""
         ref = s.idx_reference
-        q = (select(_R.c.rid, _R.c.res_type, _R.c.res_id, _V.c.content)
-             .select_from(ref)
-             .join(_R, _R.c.rid == ref.c.rid)
-             .join(_V, and_(_V.c.rid == _R.c.rid, _V.c.version == _R.c.version))
-             .where(ref.c.pkey.in_(self._keys(src, code)), _keys_in(ref.c.ref_type, ref.c.ref_id, keys)))
-        return [Hit(*row) for row in conn.execute(q.distinct())]
+        by_type: dict[str, list[str]] = {}
+        for t, i in keys:
+            by_type.setdefault(t, []).append(i)
+        out: list[Hit] = []
+        for t, ids in by_type.items():
+            q = (select(_R.c.rid, _R.c.res_type, _R.c.res_id, _V.c.content)
+                 .select_from(ref)
+                 .join(_R, _R.c.rid == ref.c.rid)
+                 .join(_V, and_(_V.c.rid == _R.c.rid, _V.c.version == _R.c.version))
+                 .where(ref.c.pkey.in_(self._keys(src, code)), ref.c.ref_id.in_(ids), ref.c.ref_type == t))
+            out += [Hit(*row) for row in conn.execute(q.distinct())]
+        return out
