@@ -117,8 +117,8 @@ def count_resources(url: str) -> int:
 def sqlite_community(path: Path, people: int, seed: int, workdir: Path, rebuild: bool,
                      log: Any) -> dict[str, Any]:
     """The SQLite community file at ``path``: reused when its sidecar says it holds ``people``
-    people of ``seed`` at the current schema revision (or when there is no sidecar: a file the
-    user built), else built there. Returns the build facts (from the sidecar when reused)."""
+    people of ``seed`` (migrated first when built at an older schema revision; with no sidecar: a file
+    the user built, reused unchecked), else built there. Returns the build facts (from the sidecar when reused)."""
     meta_path = path.with_suffix(".json")
     head = schema_head()
     if path.exists() and not rebuild:
@@ -131,7 +131,18 @@ def sqlite_community(path: Path, people: int, seed: int, workdir: Path, rebuild:
                 log(f"sqlite: reusing the community in {path} (built {meta.get('built')} at "
                     f"commit {meta.get('commit')}, {meta.get('resources', 0):,} resources)")
                 return {**meta, "reused": True, "path": str(path)}
-            log(f"sqlite: {path} was built at schema {meta.get('schema')}, not {head}: rebuilding")
+            # An older schema is brought up to date the way a deployment's would be.
+            log(f"sqlite: {path} was built at schema {meta.get('schema')}: carerecord migrate to {head}")
+            start = time.perf_counter()
+            done = subprocess.run([*carerecord_command(), "migrate", "--database", f"sqlite:///{path}"],
+                                  env=child_env(), capture_output=True, text=True)
+            if done.returncode == 0:
+                meta.update(schema=head, migrated={"from": meta.get("schema"), "commit": _git_head(),
+                                                   "seconds": round(time.perf_counter() - start, 1)})
+                meta_path.write_text(json.dumps(meta, indent=2))
+                log(f"sqlite: migrated in {meta['migrated']['seconds']:.0f} s")
+                return {**meta, "reused": True, "path": str(path)}
+            log(f"sqlite: migrate failed ({done.stderr.strip()[-300:]}): rebuilding")
         else:
             n = count_resources(f"sqlite:///{path}")
             log(f"sqlite: reusing {path} ({n:,} resources; no {meta_path.name}, so not checked)")
