@@ -53,6 +53,7 @@ _TOP = "\U0010ffff"
 # costs more to build than the rest of a simple search), distinct from the tables the probes
 # use so their EXISTS subqueries are not correlated with it.
 _R_TARGET, _V_TARGET = _R.alias("target"), _V.alias("target_version")  # of _include
+_R_PAGE, _V_PAGE = _R.alias("page"), _V.alias("page_version")  # the content of a page
 _DRIVING: dict[str, FromClause] = {t.name: t.alias(f"d_{t.name}") for t in _TABLE_OF_TYPE.values()}
 
 
@@ -266,6 +267,16 @@ def _rows(table: FromClause, r: FromClause, probe: bool,
     if probe:
         return exists().where(table.c.rid == r.c.rid, *[_by_rid(c, table) for c in conds])
     return r.c.rid.in_(select(table.c.rid).where(*conds))
+
+
+def _fetch_page(page: Select[Any], reverse: bool) -> Select[Any]:
+    """rid, type, id and content of the rids ``page`` selects, in page order. The outer query
+    reads ``resources`` under its own alias, so the page's subquery (which reads the table
+    itself) is not correlated with it."""
+    r, v = _R_PAGE, _V_PAGE
+    return (select(r.c.rid, r.c.res_type, r.c.res_id, v.c.content)
+            .join(v, and_(v.c.rid == r.c.rid, v.c.version == r.c.version))
+            .where(r.c.rid.in_(page)).order_by(*paging.order_by([], r.c.rid, reverse)))
 
 
 class _Unindexed(ColumnElement[Any]):
@@ -542,13 +553,18 @@ class Searcher:
                 inner.append(paging.position([], d.c.rid, cursor))
             page = (select(d.c.rid).distinct().join(_R, _R.c.rid == d.c.rid).where(*inner)
                     .order_by(*paging.order_by([], d.c.rid, reverse)).limit(count + 1))
-            return (select(_R.c.rid, _R.c.res_type, _R.c.res_id, _V.c.content)
-                    .join(_V, and_(_V.c.rid == _R.c.rid, _V.c.version == _R.c.version))
-                    .where(_R.c.rid.in_(page)).order_by(*paging.order_by([], _R.c.rid, reverse)))
+            return _fetch_page(page, reverse)
         if plan.index is not None:
             conds.append(_R.c.rid.in_(select(plan.index.c.rid).where(*plan.index_conds)))
         if cursor is not None and cursor.direction != paging.LAST:
             conds.append(paging.position(keys, _R.c.rid, cursor))
+        if not keys:
+            # The page's rids first, then their content: PostgreSQL, misjudging a chain's
+            # match count, otherwise joined the content of all 2,045 matches before sorting
+            # (500 ms at 100,000 people).
+            page = (select(_R.c.rid).where(*conds)
+                    .order_by(*paging.order_by([], _R.c.rid, reverse)).limit(count + 1))
+            return _fetch_page(page, reverse)
         return (select(_R.c.rid, _R.c.res_type, _R.c.res_id, _V.c.content, *[k for k, _ in keys])
                 .join(_V, and_(_V.c.rid == _R.c.rid, _V.c.version == _R.c.version))
                 .where(*conds).order_by(*paging.order_by(keys, _R.c.rid, reverse)).limit(count + 1))
