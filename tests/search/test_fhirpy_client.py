@@ -38,7 +38,8 @@ def client(fhir: Fhir) -> SyncFHIRClient:
                           "valueQuantity": {"value": 60 + i, "system": "http://unitsofmeasure.org",
                                             "code": "/min", "unit": "/min"}})
     fhir.load(resources)
-    return SyncFHIRClient(fhir.base, extra_headers={"Accept": "application/fhir+json"})
+    return SyncFHIRClient(fhir.base, authorization=fhir.http.headers["Authorization"],
+                          extra_headers={"Accept": "application/fhir+json"})
 
 
 def ids(resources: list[Any]) -> set[str]:

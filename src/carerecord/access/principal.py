@@ -33,8 +33,9 @@ class Kind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SelectedRole:
-    """The PractitionerRole a member of staff chose at sign-in: its id, the role key of the role
-    table, the organisation ("Organization/x") it is held at, and the activities it grants."""
+    """The PractitionerRole a member of staff chose at sign-in ("PractitionerRole/x"), the role
+    key of the role table, the organisation ("Organization/x") it is held at, and the
+    activities the table gives that role now."""
 
     practitioner_role: str
     role: str
@@ -64,7 +65,8 @@ class LaunchContext:
 class Principal:
     """The caller of one request. ``subject`` is the fhirUser ("Practitioner/x", "Patient/x",
     "RelatedPerson/x") for people and the client id for systems; ``patients`` are the Patient
-    ids a patient or proxy may reach (empty for staff and systems, whose reach part 2 decides);
+    ids (plain ids, as SMART's ``patient`` claim) a patient or proxy may reach (empty for staff
+    and systems, whose reach part 2 decides);
     ``token_id`` is the jti of the token it came from (for revocation and audit)."""
 
     kind: Kind
