@@ -8,6 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
+from carerecord.store.repository import Repository
 from tests.conftest import wipe
 
 
@@ -26,3 +27,13 @@ def cds(live_server: str, engine: Engine, system_token: str) -> Iterator[httpx.C
                       headers={"Authorization": f"Bearer {system_token}"},
                       event_hooks={"response": [no_leaks]}) as c:
         yield c
+
+
+@pytest.fixture
+def community(repo: Repository) -> Repository:
+    """The workflow tests' small community (tests/services/medicines/world.py) on an emptied
+    database; the repository it is in."""
+    from tests.services.medicines.world import build
+
+    build(repo)
+    return repo
