@@ -23,6 +23,7 @@ _DISPLAY = {VERIFY: "Pharmacist verification of a prescription",
             QUERY: "Pharmacist's query to the prescriber",
             REPEAT_REQUEST: "Repeat prescription request",
             DISPENSE: "Dispense a prescription"}
+_ANNOTATION_AUTHORS = frozenset({"Practitioner", "Patient", "RelatedPerson", "Organization"})
 OPEN = frozenset({"requested", "received", "accepted", "in-progress", "on-hold", "ready"})
 
 
@@ -83,6 +84,8 @@ def finish(task: dict[str, Any], status: str, business: str, when: datetime, *,
 def note(task: dict[str, Any], text: str, author: str | None, when: datetime) -> None:
     """Append an Annotation to ``task``."""
     entry: dict[str, Any] = {"text": text, "time": instant(when)}
-    if author:
+    if author and author.split("/")[0] in _ANNOTATION_AUTHORS:
         entry["authorReference"] = {"reference": author}
+    elif author:  # a PractitionerRole cannot author an R4 Annotation: named as text
+        entry["authorString"] = author
     task.setdefault("note", []).append(entry)
