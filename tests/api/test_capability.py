@@ -147,8 +147,8 @@ def test_listed_flags_hold(capability: dict[str, Any], client: httpx.Client) -> 
     put(client, patient(id="flag2", active=True), 201)
     assert client.delete("/Patient?active=true").status_code == 200
     assert search(client, "Patient") == []
-    assert entry["operation"] == [{"name": "validate",
-                                   "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]
+    assert entry["operation"][0] == {"name": "validate",
+                                     "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
     assert client.post("/Patient/$validate", json=patient()).status_code == 200
 
 

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from carerecord.api import cds_hooks, oauth, rest
+from carerecord.api import cds_hooks, medicines, oauth, rest
 from carerecord.api.auth import Access, BearerAuth
 from carerecord.api.capability import capability_statement
 from carerecord.api.context import Context
@@ -124,6 +124,7 @@ def routes() -> list[Route]:
         *_only(f"/fhir/{t}/{i}/_history", r.history_instance, ["GET"]),
         Route(f"/fhir/{t}/{i}/_history/{{vid}}", r.vread, methods=["GET"]),
         *_only(f"/fhir/{t}/{i}/$validate", validate_operation, ["POST"]),
+        *medicines.routes(),  # the medicines operations, before the compartment search takes the GETs
         Route("/fhir/{comp}/{id}/{type}", r.search_compartment, methods=["GET"]),
         Route(f"/fhir/{t}/{i}", r.read, methods=["GET", "HEAD"]),
         Route(f"/fhir/{t}/{i}", r.update, methods=["PUT"]),
@@ -151,7 +152,8 @@ def create_app(settings: Settings | None = None, repo: Repository | None = None)
         FhirError: _fhir_error, HTTPException: _http_error, Exception: _unexpected})
     app.state.ctx = ctx
     app.state.access = Access.build(settings, repo)  # sign-in and tokens; every /fhir route needs one
-    app.state.capability = capability_statement(repo.registry, base, date=iso_instant(now_us()))
+    app.state.capability = capability_statement(repo.registry, base, date=iso_instant(now_us()),
+                                                operations=medicines.capability_operations())
     return app
 
 

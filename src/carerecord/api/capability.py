@@ -4,6 +4,7 @@ says exactly what the server does."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -19,7 +20,9 @@ _SEARCHABLE = {"number", "date", "string", "token", "reference", "quantity", "ur
 _COMMON = [{"name": "_id", "type": "token"}, {"name": "_lastUpdated", "type": "date"}]
 
 
-def capability_statement(registry: SearchParamRegistry, base: str, *, date: str) -> bytes:
+def capability_statement(registry: SearchParamRegistry, base: str, *, date: str,
+                         operations: Mapping[str, list[dict[str, str]]] | None = None) -> bytes:
+    """The CapabilityStatement; ``operations`` adds operations (name, definition) per type."""
     resources: list[dict[str, Any]] = []
     for t in sorted(model.resource_types()):
         params = registry.for_type(t)
@@ -43,7 +46,8 @@ def capability_statement(registry: SearchParamRegistry, base: str, *, date: str)
             "searchRevInclude": ["*"],
             "searchParam": search,
             "operation": [{"name": "validate",
-                           "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}],
+                           "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
+                          *(operations or {}).get(t, [])],
         })
     doc = {
         "resourceType": "CapabilityStatement",

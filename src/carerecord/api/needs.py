@@ -51,11 +51,39 @@ def needs(method: str, segments: list[str], params: list[tuple[str, str]]) -> li
         return [Need(first, letter, second)]
     if n == 3 and segments[2] in ("_history", "$validate"):
         return [Need(first, "r", second)]
+    if n == 3 and segments[2].startswith("$"):  # an instance operation: what it reads and writes
+        wanted = OPERATION_NEEDS.get((first, segments[2][1:]))
+        if wanted is None:
+            return []  # no route serves it: authenticated, then routing answers 404
+        return [Need(first, wanted[0], second), *(Need(t, letter) for t, letter in wanted[1:])]
     if n == 4 and segments[2] == "_history":
         return [Need(first, "r", second)]
     if n == 3:  # compartment search: [base]/Patient/1/Observation
         return [Need(segments[2], "s"), *_included(params)]
     return []  # no route serves this shape: authenticated, then routing answers 404
+
+
+# The medicines operations (api/medicines.py): (type, name) -> the letter needed on the
+# instance itself, then (type, letter) for every other type the operation reads or writes.
+_RX, _TASK, _DI = "MedicationRequest", "Task", "DetectedIssue"
+OPERATION_NEEDS: dict[tuple[str, str], tuple[str, *tuple[tuple[str, str], ...]]] = {
+    (_RX, "check"): ("r", ("AllergyIntolerance", "s"), ("Observation", "s")),
+    (_RX, "sign"): ("u", (_DI, "c"), (_TASK, "c")),
+    (_RX, "stop"): ("u", (_TASK, "u")),
+    (_RX, "change"): ("u", (_RX, "c"), (_DI, "c"), (_TASK, "c")),
+    (_RX, "administer"): ("r", ("MedicationAdministration", "c"), (_DI, "c")),
+    (_RX, "request-repeat"): ("r", (_TASK, "c")),
+    (_RX, "issue"): ("u", (_RX, "c"), (_DI, "c"), (_TASK, "c")),
+    (_RX, "dispense"): ("u", ("MedicationDispense", "c"), (_TASK, "u")),
+    (_RX, "prescription"): ("r", ("Patient", "r"), ("Practitioner", "r"), ("PractitionerRole", "r"),
+                            ("Organization", "r")),
+    (_TASK, "verify"): ("u", (_RX, "u")),
+    (_TASK, "query"): ("u", (_TASK, "c")),
+    (_TASK, "reject"): ("u", (_RX, "u")),
+    (_TASK, "approve-repeat"): ("u", (_RX, "c"), (_RX, "u"), (_DI, "c"), (_TASK, "c")),
+    (_TASK, "reject-repeat"): ("u",),
+    ("Patient", "administration-chart"): ("r", (_RX, "s"), ("MedicationAdministration", "s")),
+}
 
 
 def _system_search(params: list[tuple[str, str]]) -> list[Need]:

@@ -9,7 +9,17 @@ from carerecord.errors import Invalid, Unprocessable
 from carerecord.services.medicines import ordering, pharmacy
 from carerecord.services.medicines.tasks import TASK_CODES
 from carerecord.store.repository import Repository
-from tests.services.medicines.world import DOCTOR, KB, NOW, PHARMACIST, RESOLVER, inpatient_order, read, save, step
+from tests.services.medicines.world import (
+    DOCTOR,
+    KB,
+    NOW,
+    PHARMACIST,
+    RESOLVER,
+    inpatient_order,
+    read,
+    save,
+    step,
+)
 
 
 def _signed(repo: Repository) -> tuple[str, str]:
