@@ -190,6 +190,11 @@ COURSE_CONTINUOUS = hl7("medicationrequest-course-of-therapy", "continuous",
                         "Continuous long term therapy")
 CATEGORY_COMMUNITY = hl7("medicationrequest-category", "community", "Community")
 CATEGORY_DISCHARGE = hl7("medicationrequest-category", "discharge", "Discharge")
+CATEGORY_INPATIENT = hl7("medicationrequest-category", "inpatient", "Inpatient")
+# dm+d VTMs of the medicines showcase (demo/medicines.py), as in the bundled medicines knowledge
+# base (services/medicines/data/medicines.json, matched against a dm+d release)
+VTMS: dict[str, Code] = {"warfarin": sct("48603004", "Warfarin"), "simvastatin": sct("96304005", "Simvastatin"),
+                         "omeprazole": sct("25673006", "Omeprazole")}
 
 # --- Observations (UKC vital signs examples give both SNOMED and LOINC codings) -------------
 OBS_BP = (sct("75367002", "Blood pressure"),  # UKC Bundle-NEWS2Observations
@@ -212,9 +217,12 @@ OBS_HBA1C = (sct("999791000000106", "Haemoglobin A1c level - International Feder
 # UCUM units of the Observation and Duration quantities: code -> human unit
 UNITS: dict[str, Code] = {code: Code(UCUM, code, unit) for code, unit in (
     ("mm[Hg]", "mmHg"), ("/min", "beats/minute"), ("kg", "kg"), ("cm", "cm"), ("kg/m2", "kg/m2"),
-    ("mmol/mol", "mmol/mol"), ("d", "days"))}
+    ("mmol/mol", "mmol/mol"), ("d", "days"), ("mL/min/{1.73_m2}", "mL/min/1.73m2"))}
 OBS_CAT_VITAL = hl7("observation-category", "vital-signs", "Vital Signs")
 OBS_CAT_LAB = hl7("observation-category", "laboratory", "Laboratory")
+# eGFR by CKD-EPI (LOINC), which the medicines dose checks read (services/medicines/patient.py)
+OBS_EGFR = (Code(LOINC, "62238-1", "Glomerular filtration rate/1.73 sq M.predicted [Volume Rate/Area] in Serum, "
+                 "Plasma or Blood by Creatinine-based formula (CKD-EPI)"),)
 
 # --- Encounters, appointments, flags ------------------------------------------------------------
 ENC_SYMPTOM = sct("185345009", "Encounter for symptom")  # SYN

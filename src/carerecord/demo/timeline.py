@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from carerecord.demo import care, clinical, codes, encounters, organisations
+from carerecord.demo import care, clinical, codes, encounters, medicines, organisations
 from carerecord.demo.organisations import Staff
 from carerecord.demo.people import Person, patient, profile
 from carerecord.demo.record import Record
@@ -36,6 +36,7 @@ def person_resources(index: int, seed: int, today: date) -> list[dict[str, Any]]
         encounters.home_care_visit(rec, person.home_care, carer)
     care.dnacpr(rec)
     _next_appointment(rec, problems)
+    medicines.add_scenarios(rec)  # issue 5's showcase records; draws nothing from the person's stream
     return rec.resources
 
 

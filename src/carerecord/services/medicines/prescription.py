@@ -2,7 +2,7 @@
 (the examples in ../shared/data/nhs-eps): one MedicationRequest ``intent=instance-order`` per
 issue, ``basedOn`` the authorisation it was issued from, with the EPS essentials:
 
-- the medicine as a dm+d code (SNOMED CT system) with its display, the dosage text (and the
+- the medicine as a dm+d code in the SNOMED CT system (:func:`eps_medicine`) with its display, the dosage text (and the
   structured timing), the quantity with its unit and the expected supply duration;
 - the prescription and line-item identifiers (``prescription-order-number``, with the EPS
   check character, as ``groupIdentifier``; ``prescription-order-item-number`` as identifier);
@@ -28,6 +28,8 @@ NOMINATED_PHARMACY = "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCo
 ORDER_NUMBER = "https://fhir.nhs.uk/Id/prescription-order-number"
 ITEM_NUMBER = "https://fhir.nhs.uk/Id/prescription-order-item-number"
 ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
+DMD = "https://dmd.nhs.uk"
+SNOMED = "http://snomed.info/sct"
 _MOD37 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ+"
 
 
@@ -51,6 +53,20 @@ def order_number(ods: str, token: str) -> str:
 def ods_code(organization: Mapping[str, Any] | None) -> str:
     """The ODS code of an Organization ('' if it has none)."""
     return next((str(i.get("value")) for i in (organization or {}).get("identifier", ()) if i.get("system") == ODS), "")
+
+
+def eps_medicine(concept: Mapping[str, Any]) -> dict[str, Any]:
+    """``concept`` with each dm+d coding (UK Core's ``https://dmd.nhs.uk`` system) also given in
+    the SNOMED CT system, as EPS sends dm+d codes (they are SNOMED CT identifiers)."""
+    codings = [dict(c) for c in concept.get("coding", ())]
+    have = {(c.get("system"), c.get("code")) for c in codings}
+    for c in list(codings):
+        if c.get("system") == DMD and (SNOMED, c.get("code")) not in have:
+            codings.insert(0, {"system": SNOMED, "code": c.get("code"), "display": c.get("display", "")})
+    out = dict(concept)
+    if codings:
+        out["coding"] = [{k: v for k, v in c.items() if v} for c in codings]
+    return out
 
 
 def nominated_pharmacy(patient: Mapping[str, Any]) -> str | None:
@@ -96,9 +112,10 @@ def new_issue(records: Records, authorisation: Mapping[str, Any], prescriber: st
         "status": "active", "intent": "instance-order",
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/medicationrequest-category",
                                   "code": "community", "display": "Community"}]}]}
-    for key in ("medicationCodeableConcept", "medicationReference"):
-        if key in authorisation:
-            issue[key] = authorisation[key]
+    if "medicationReference" in authorisation:
+        issue["medicationReference"] = authorisation["medicationReference"]
+    elif "medicationCodeableConcept" in authorisation:
+        issue["medicationCodeableConcept"] = eps_medicine(authorisation["medicationCodeableConcept"])
     issue["subject"] = {"reference": f"Patient/{pid}"}
     issue["authoredOn"] = instant(now)
     if requester:
