@@ -238,3 +238,17 @@ def test_the_practice_rejects_a_repeat_with_a_reason(demo: httpx.Client) -> None
     task = requested["resources"][0]
     rejected = op(demo, f"/Task/{task['id']}/$reject-repeat", GP, {"name": "reason", "valueString": "Blood test due first"})
     assert rejected["resources"][0]["status"] == "rejected"
+
+
+def test_two_orders_signed_at_the_same_moment_are_checked_against_each_other(demo: httpx.Client) -> None:
+    """Issue 5: two orders signed at the same moment for one patient are both checked (no race).
+    Sent together, one is signed and the other is blocked by the interaction with it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    first = draft(demo, RENAL, {"text": "Warfarin 1mg tablets"}, inpatient=False)
+    second = draft(demo, RENAL, {"text": "Ibuprofen 400mg tablets"}, inpatient=False)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda o: op(demo, f"/MedicationRequest/{o}/$sign"), (first, second)))
+    assert sorted(r["status"] for r in results) == ["blocked", "signed"]
+    [stopped] = [r for r in results if r["status"] == "blocked"]
+    assert "interaction" in kinds(stopped)
