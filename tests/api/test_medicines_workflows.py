@@ -252,3 +252,44 @@ def test_two_orders_signed_at_the_same_moment_are_checked_against_each_other(dem
     assert sorted(r["status"] for r in results) == ["blocked", "signed"]
     [stopped] = [r for r in results if r["status"] == "blocked"]
     assert "interaction" in kinds(stopped)
+
+
+def _token(engine: Engine, live_server: str, scope: str, **grantee: Any) -> str:
+    """An access token of this server for a person (as sign-in would mint it)."""
+    from carerecord.access.grants import Grantee
+    from carerecord.access.tokens import AccessTokens
+
+    tokens = AccessTokens(engine, live_server.removesuffix("/fhir"), live_server)
+    return tokens.mint("test-app", scope, Grantee(**grantee), 300)[0]
+
+
+def test_a_patient_asks_for_their_own_repeat_and_no_one_elses(demo: httpx.Client, engine: Engine,
+                                                                live_server: str) -> None:
+    """The patient app's call: the request is made by the patient; another patient's repeat is
+    answered as if it did not exist."""
+    token = _token(engine, live_server, "patient/MedicationRequest.rs patient/Task.c", kind="patient",
+                   subject=f"Patient/{pid(REPEATS)}", patients=(pid(REPEATS),), patient=pid(REPEATS))
+    auth = {"Authorization": f"Bearer {token}"}
+    [furosemide] = search(demo, f"MedicationRequest?subject=Patient/{pid(REPEATS)}&code=317972000&intent=order")
+    r = demo.post(f"/MedicationRequest/{furosemide['id']}/$request-repeat", json=params(), headers=auth)
+    assert r.status_code == 200, r.text
+    [task] = [p["resource"] for p in r.json()["parameter"] if p["name"] == "resource"]
+    assert task["requester"] == {"reference": f"Patient/{pid(REPEATS)}"}
+    [warfarin] = search(demo, f"MedicationRequest?subject=Patient/{pid(WARFARIN)}&intent=order&status=active")
+    outcome(demo.post(f"/MedicationRequest/{warfarin['id']}/$request-repeat", json=params(), headers=auth), 404)
+
+
+def test_a_signed_in_nurse_is_recorded_as_the_performer(demo: httpx.Client, engine: Engine, live_server: str) -> None:
+    token = _token(engine, live_server, "user/MedicationRequest.rs user/MedicationAdministration.c "
+                   "user/DetectedIssue.c", kind="staff", subject="Practitioner/demo-staff-hospital-3",
+                   practitioner_role="PractitionerRole/demo-role-hospital-3", role="nurse",
+                   organization="Organization/demo-org-hospital")
+    inhaler = search(demo, f"MedicationRequest?subject=Patient/{pid(INPATIENT)}&code=39113611000001102")[0]
+    r = demo.post(f"/MedicationRequest/{inhaler['id']}/$administer", headers={"Authorization": f"Bearer {token}"},
+                  json=params({"name": "patientIdentifier", "valueIdentifier": {"value": _nhs(demo, INPATIENT)}},
+                              {"name": "status", "valueCode": "delayed"},
+                              {"name": "comment", "valueString": "Patient asleep"}))
+    assert r.status_code == 200, r.text
+    [admin] = [p["resource"] for p in r.json()["parameter"] if p["name"] == "resource"]
+    assert admin["status"] == "on-hold"
+    assert admin["performer"] == [{"actor": {"reference": "PractitionerRole/demo-role-hospital-3"}}]

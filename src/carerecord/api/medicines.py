@@ -32,13 +32,15 @@ from carerecord.access.principal import Kind
 from carerecord.api.auth import principal
 from carerecord.api.cds_hooks import service
 from carerecord.api.http import fhir_response, read_body, response_format
-from carerecord.errors import FhirError, Invalid, Issue
+from carerecord.errors import FhirError, Invalid, Issue, NotFound
 from carerecord.services.medicines import administration, dispensing, ordering, pharmacy, repeats
 from carerecord.services.medicines.detected_issue import Override
 from carerecord.services.medicines.findings import Finding
+from carerecord.services.medicines.knowledge import KnowledgeBase
 from carerecord.services.medicines.outcome import Outcome
 from carerecord.services.medicines.prescription import prescription_bundle
 from carerecord.services.medicines.records import Records
+from carerecord.services.medicines.resolve import Resolver
 from carerecord.store.repository import Unit
 
 Job = Callable[[Records, "Params", str | None, datetime], Outcome]
@@ -205,7 +207,8 @@ def _with_id(request_job: Callable[[Records, str, Params, str | None, datetime],
     return endpoint
 
 
-def _checks(request: Request) -> tuple[Any, Any]:
+def _checks(request: Request) -> tuple[KnowledgeBase, Resolver]:
+    """The knowledge base and resolver of the app's CDS service (shared caches)."""
     svc = service(request)
     return svc.kb, svc.resolver
 
@@ -269,7 +272,17 @@ async def administer(request: Request) -> Response:
 
 
 async def request_repeat(request: Request) -> Response:
-    return await _with_id(lambda r, rid, p, a, now: repeats.request_repeat(r, rid, a, now, p.string("comment")))(request)
+    """``$request-repeat``: a patient (or proxy) may ask only for their own (or their granted
+    patients') repeats; anyone else's answers 404, as a read of it would (no oracle)."""
+    who = principal(request)
+
+    def job(r: Records, rid: str, p: Params, actor: str | None, now: datetime) -> Outcome:
+        if who.kind in (Kind.PATIENT, Kind.PROXY):
+            owner = ordering.patient_of(r.get("MedicationRequest", rid))
+            if owner not in who.patients and who.fhir_user != f"Patient/{owner}":
+                raise NotFound(f"MedicationRequest/{rid} is not known")
+        return repeats.request_repeat(r, rid, actor, now, p.string("comment"))
+    return await _with_id(job)(request)
 
 
 async def approve_repeat(request: Request) -> Response:
