@@ -293,3 +293,21 @@ def test_a_signed_in_nurse_is_recorded_as_the_performer(demo: httpx.Client, engi
     [admin] = [p["resource"] for p in r.json()["parameter"] if p["name"] == "resource"]
     assert admin["status"] == "on-hold"
     assert admin["performer"] == [{"actor": {"reference": "PractitionerRole/demo-role-hospital-3"}}]
+
+
+def test_a_ward_order_is_changed_then_stopped(demo: httpx.Client) -> None:
+    order = draft(demo, WARFARIN, {"text": "Paracetamol 500mg tablets"}, dose=2)
+    assert op(demo, f"/MedicationRequest/{order}/$sign")["status"] == "signed"
+    replacement = demo.get(f"/MedicationRequest/{order}").json()
+    replacement["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = 1
+    changed = op(demo, f"/MedicationRequest/{order}/$change", {"name": "replacement", "resource": replacement},
+                 {"name": "reason", "valueString": "Weight 48 kg: lower dose"})
+    assert changed["status"] == "changed", changed
+    new = [r for r in changed["resources"] if r["resourceType"] == "MedicationRequest" and r["id"] != order][0]
+    assert new["priorPrescription"] == {"reference": f"MedicationRequest/{order}"}
+    old = demo.get(f"/MedicationRequest/{order}").json()
+    assert old["status"] == "stopped" and old["statusReason"]["text"] == "Weight 48 kg: lower dose"
+    stopped = op(demo, f"/MedicationRequest/{new['id']}/$stop", {"name": "reason", "valueString": "Discharged"})
+    assert stopped["status"] == "stopped"
+    outcome(demo.post(f"/MedicationRequest/{new['id']}/$stop", json=params({"name": "reason", "valueString": "again"})),
+            422, expression="MedicationRequest.status")

@@ -60,6 +60,23 @@ def test_weekly_and_as_needed_lines() -> None:
     assert _hours({"frequency": 4, "period": 1, "periodUnit": "d"}, as_needed=True) == []
 
 
+def test_bounds_and_every_other_day_limit_the_days_a_line_is_due() -> None:
+    started = datetime(2026, 11, 21, 7, 0, tzinfo=UTC)
+    every_other = {"timing": {"repeat": {"frequency": 1, "period": 2, "periodUnit": "d"}}}
+    assert [len(schedule(every_other, date(2026, 11, d), started).times) for d in (21, 22, 23)] == [1, 0, 1]
+    ended = {"timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d",
+                                   "boundsPeriod": {"start": "2026-11-20", "end": "2026-11-23T12:00:00Z"}}}}
+    assert [t.strftime("%H:%M") for t in schedule(ended, DAY).times] == ["08:00"]
+    assert schedule(ended, DAY, datetime(2026, 11, 23, 9, 0, tzinfo=UTC)).times  # bounds win over authoredOn
+
+
+def test_a_dose_for_a_time_the_order_does_not_have_is_refused(community: Repository) -> None:
+    order = _active(community, inpatient_order("Paracetamol 500mg tablets"))
+    with pytest.raises(Invalid) as caught:
+        _give(community, order, scheduled=EIGHT + timedelta(hours=1))
+    assert caught.value.issues[0].expression == ("scheduled",)
+
+
 def test_doses_fall_in_local_ward_time_across_the_clock_change() -> None:
     summer = schedule({"timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}}}, date(2026, 7, 1))
     assert summer.times[0].astimezone(UTC).hour == 7  # 08:00 BST
