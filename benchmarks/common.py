@@ -159,3 +159,15 @@ def _git_head() -> str | None:
     except OSError:
         return None
     return out.stdout.strip() or None
+
+
+# The bearer token of the server under measurement (a system/*.* token the harness mints when it
+# starts a server, see server.Server.start). Kept in the environment so wrk's Lua scripts, which
+# run in a child process, send it too (os.getenv).
+TOKEN_ENV = "CARERECORD_BENCH_TOKEN"
+
+
+def auth_headers() -> dict[str, str]:
+    """The Authorization header for the server under measurement (none before one started)."""
+    token = os.environ.get(TOKEN_ENV)
+    return {"Authorization": f"Bearer {token}"} if token else {}

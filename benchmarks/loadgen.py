@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import auth_headers
+
 LUA = Path(__file__).with_name("lua")
 
 
@@ -53,7 +55,8 @@ def run_wrk(base: str, script: str, args: list[str], connections: int, seconds: 
 
 # -- the Python fallback ------------------------------------------------------------------------
 def _request(method: str, path: str, body: bytes | None) -> bytes:
-    head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Accept: application/fhir+json"]
+    head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Accept: application/fhir+json",
+            *[f"{k}: {v}" for k, v in auth_headers().items()]]
     if body is not None:
         head += ["Content-Type: application/fhir+json", f"Content-Length: {len(body)}"]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + (body or b"")

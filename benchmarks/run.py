@@ -113,6 +113,7 @@ class Config:
     seed: int = 2026
     search_workers: list[int] = field(default_factory=lambda: [2, 1])
     reuse_db: Path | None = None
+    pg_community: str | None = None
     rebuild_db: bool = False
     median_requests: int = 20
 
@@ -152,6 +153,10 @@ def parse_args(argv: list[str] | None) -> Config:
                    help="the SQLite community file to search (built there if missing; default "
                         "benchmarks/results/community-<people>p-seed<seed>.db, reused when present)")
     p.add_argument("--rebuild-db", action="store_true", help="rebuild the SQLite community file even if present")
+    p.add_argument("--pg-community", metavar="URL",
+                   help="a PostgreSQL database already holding the community (carerecord demo --no-serve "
+                        "--people N --seed S --database URL), searched instead of loading a fresh one; "
+                        "migrated and VACUUM ANALYZEd first")
     p.add_argument("--median-requests", type=int, default=20,
                    help="sequential requests per _total/paging latency (default 20)")
     p.add_argument("--json", type=Path, help="where to write the JSON results (default benchmarks/results/latest.json)")
@@ -195,6 +200,7 @@ def parse_args(argv: list[str] | None) -> Config:
         foundation=not a.search_only, search=not a.no_search, people=people, seed=a.seed,
         search_workers=ints(a.search_workers, "2" if quick else "2,1"),
         reuse_db=a.reuse_db.resolve() if a.reuse_db else None, rebuild_db=a.rebuild_db,
+        pg_community=a.pg_community,
         median_requests=max(1, a.median_requests))
 
 
@@ -392,10 +398,14 @@ def step_search(cfg: Config, backend: Backend, workdir: Path) -> dict[str, Any]:
         info = search.sqlite_community(path, cfg.people, cfg.seed, workdir, cfg.rebuild_db, log)
         info["warm_seconds"] = search.warm_file(path)
         db: AbstractContextManager[str] = contextlib.nullcontext(f"sqlite:///{path}")
+    elif cfg.pg_community:
+        db = contextlib.nullcontext(cfg.pg_community)
+        log(f"{backend.name}: searching the community already in {cfg.pg_community}")
+        info = search.reuse_postgres(cfg.pg_community, cfg.people, cfg.seed)
     else:
         db = backend.fresh("search")
     with db as url:
-        if backend.name != "sqlite":
+        if backend.name != "sqlite" and not cfg.pg_community:
             log(f"{backend.name}: loading the demo community, {cfg.people:,} people (seed {cfg.seed})")
             wait_quiet(cfg)
             watch = Watch(None, backend)

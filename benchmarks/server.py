@@ -13,7 +13,16 @@ from typing import Any
 
 import httpx
 
-from benchmarks.common import Bundle, carerecord_command, child_env, free_port, tree, tree_cpu
+from benchmarks.common import (
+    TOKEN_ENV,
+    Bundle,
+    auth_headers,
+    carerecord_command,
+    child_env,
+    free_port,
+    tree,
+    tree_cpu,
+)
 
 START_TIMEOUT = 90.0
 
@@ -57,7 +66,20 @@ class Server:
                 except httpx.HTTPError:
                     pass
                 time.sleep(0.1)
+        self.token = self.mint_token()
+        os.environ[TOKEN_ENV] = self.token  # for every client of this run, wrk's Lua included
         return self
+
+    def mint_token(self, scopes: str = "system/*.*") -> str:
+        """A system token for this server, signed with its key (carerecord.access.tokens)."""
+        from carerecord.access.tokens import mint_system_token
+        from carerecord.store.engine import make_engine
+
+        engine = make_engine(self.database)
+        try:
+            return mint_system_token(engine, scopes, audience=f"{self.base}/fhir", client_id="benchmarks")
+        finally:
+            engine.dispose()
 
     def _env(self) -> dict[str, str]:
         env = child_env()
@@ -113,7 +135,7 @@ def post_transactions(server: Server, bundles: list[Bundle], clients: int,
     failures: list[str] = []
     done = [0, 0]  # bundles, resources
     headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json",
-               "Prefer": "return=minimal"}
+               "Prefer": "return=minimal", **auth_headers()}
 
     def client() -> None:
         with httpx.Client(base_url=server.base, timeout=timeout, headers=headers) as c:

@@ -1,6 +1,9 @@
 -- wrk script: POST the same body (read from a file) to one path, e.g. a create of a Patient.
 -- usage: wrk -t1 -c8 -d10s -s post.lua http://127.0.0.1:PORT -- /fhir/Patient body.json
 local path, body
+local headers = {["Content-Type"] = "application/fhir+json", ["Accept"] = "application/fhir+json"}
+local token = os.getenv("CARERECORD_BENCH_TOKEN")  -- the harness's system token
+if token then headers["Authorization"] = "Bearer " .. token end
 
 function init(args)
   path = args[1]
@@ -10,8 +13,7 @@ function init(args)
 end
 
 function request()
-  return wrk.format("POST", path, {["Content-Type"] = "application/fhir+json",
-                                   ["Accept"] = "application/fhir+json"}, body)
+  return wrk.format("POST", path, headers, body)
 end
 
 function done(summary, latency, requests)

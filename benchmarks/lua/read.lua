@@ -1,6 +1,9 @@
 -- wrk script: GET each path of a file (one per line, e.g. /fhir/Patient/123) in turn.
 -- usage: wrk -t1 -c8 -d10s -s read.lua http://127.0.0.1:PORT -- paths.txt
 local paths = {}
+local headers = {["Accept"] = "application/fhir+json"}
+local token = os.getenv("CARERECORD_BENCH_TOKEN")  -- the harness's system token
+if token then headers["Authorization"] = "Bearer " .. token end
 local i = 0
 
 function init(args)
@@ -12,7 +15,7 @@ end
 
 function request()
   i = i % #paths + 1
-  return wrk.format("GET", paths[i], {["Accept"] = "application/fhir+json"})
+  return wrk.format("GET", paths[i], headers)
 end
 
 function done(summary, latency, requests)
