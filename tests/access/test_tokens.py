@@ -3,13 +3,16 @@ issuer, forged), revocation (RFC 7009) and introspection (RFC 7662) over HTTP.""
 
 from __future__ import annotations
 
+import time
+
 import httpx
+import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from carerecord.access.clients import Clients
 from carerecord.access.grants import Grantee
-from carerecord.access.tokens import AccessTokens, mint_system_token
+from carerecord.access.tokens import LEEWAY, AccessTokens, TokenError, mint_system_token
 from tests.access.support import Community, Flow, origin
 
 
@@ -89,3 +92,14 @@ def test_mint_system_token_gives_tools_a_working_token(client: httpx.Client, liv
     token = mint_system_token(engine, "system/Patient.rs", audience=live_server)  # type: ignore[arg-type]
     assert _get(live_server, token).status_code == 200
     assert _get(live_server, token, "/Observation").status_code == 403
+
+
+def test_a_token_seen_before_is_still_refused_once_it_expires(live_server: str, engine: object) -> None:
+    """Verified tokens are kept per process to skip the signature check; expiry is not skipped."""
+    tokens = _tokens(engine, live_server)
+    token, _ = tokens.mint("c", "system/*.rs", Grantee("system", "c"), 1 - LEEWAY)  # valid for ~1 s
+    assert tokens.principal(token).subject == "c"
+    assert tokens.principal(token).subject == "c"  # from the verified-token cache
+    time.sleep(1.2)
+    with pytest.raises(TokenError, match="expired"):
+        tokens.principal(token)
