@@ -107,11 +107,12 @@ async def root(request: Request) -> Response:
 def routes() -> list[Route]:
     r = rest
     t, i = "{type}", "{id}"
+    # FHIR routes first: every request walks the list until a route matches, and FHIR
+    # requests are nearly all of them. The .well-known documents under /fhir go before
+    # /fhir/{type}/{id} would take them.
+    sign_in = oauth.routes()
     return [
-        Route("/", root),
-        Route("/healthz", health),
-        *oauth.routes(),
-        *cds_hooks.routes(),
+        *[x for x in sign_in if x.path.startswith("/fhir/")],
         *_only("/fhir/metadata", metadata, ["GET"]),
         *_only("/fhir/_history", r.history_system, ["GET"]),
         *_only("/fhir/_search", r.search_system, ["POST"]),
@@ -135,6 +136,10 @@ def routes() -> list[Route]:
         Route(f"/fhir/{t}", r.conditional_update, methods=["PUT"]),
         Route(f"/fhir/{t}", r.conditional_delete, methods=["DELETE"]),
         Route(f"/fhir/{t}", r.patch, methods=["PATCH"]),
+        Route("/", root),
+        Route("/healthz", health),
+        *[x for x in sign_in if not x.path.startswith("/fhir/")],
+        *cds_hooks.routes(),
     ]
 
 
