@@ -131,7 +131,10 @@ class Compiler:
                                        table.c.value < w + _TOP) for w in ws])
                          for ws in words if ws])
         table = self.index_table(clause)
-        matched = _rows(table, r, probe, *self.index_test(clause, res_type, table))
+        if probe:  # built on the probe view: no tree rewrite (_by_rid) on the hot path
+            matched = _exists(table, r, self.index_test(clause, res_type, _PROBE_VIEWS[table.name]))
+        else:
+            matched = _rows(table, r, probe, *self.index_test(clause, res_type, table))
         return not_(matched) if clause.modifier == "not" else matched
 
     def index_table(self, clause: Clause) -> Table:
@@ -265,12 +268,36 @@ def _rows(table: FromClause, r: FromClause, probe: bool,
     """Resource rows of ``r`` having index rows in ``table`` that meet ``conds``: a driving
     ``rid IN (...)`` or a correlated ``EXISTS`` probe (see :meth:`Compiler.predicate`)."""
     if probe:
-        # OFFSET 0 keeps PostgreSQL from turning the EXISTS into a semi-join it may reorder
-        # to run first: it did, for a name prefix it guessed at 1 row (876 at 100,000 people),
-        # before the birthdate driver. As a correlated subplan it checks only the candidates.
-        return exists(select(literal(1)).where(table.c.rid == r.c.rid, *[_by_rid(c, table) for c in conds])
-                      .suffix_with("OFFSET 0", dialect="postgresql"))
+        return _exists(table, r, [_by_rid(c, table) for c in conds])
     return r.c.rid.in_(select(table.c.rid).where(*conds))
+
+
+def _exists(table: FromClause, r: FromClause, conds: list[ColumnElement[bool]]) -> ColumnElement[bool]:
+    """The correlated probe: rows of ``table`` for the candidate ``r.rid`` meeting ``conds``
+    (already unindexable but for rid). OFFSET 0 keeps PostgreSQL from turning the EXISTS into
+    a semi-join it may reorder to run first: it did, for a name prefix it guessed at 1 row (876
+    at 100,000 people), before the birthdate driver. As a correlated subplan it checks only
+    the candidates."""
+    return exists(select(literal(1)).where(table.c.rid == r.c.rid, *conds)
+                  .suffix_with("OFFSET 0", dialect="postgresql"))
+
+
+class _ProbeView:
+    """An index table's columns as a probe uses them: ``rid`` as is, every other column
+    wrapped in :class:`_Unindexed` (made once, at import)."""
+
+    def __init__(self, table: Table) -> None:
+        self.c = _Columns({col.name: col if col.name == "rid" else _Unindexed(col) for col in table.c})
+
+
+class _Columns(dict[str, Any]):
+    """``view.c.code`` and ``view.c["code"]`` alike."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 def _fetch_page(page: Select[Any], reverse: bool) -> Select[Any]:
@@ -303,6 +330,9 @@ def _compile_unindexed(element: _Unindexed, compiler: Any, **kw: Any) -> str:
 @compiles(_Unindexed, "sqlite")
 def _compile_unindexed_sqlite(element: _Unindexed, compiler: Any, **kw: Any) -> str:
     return "+" + str(compiler.process(element.col, **kw))
+
+
+_PROBE_VIEWS: dict[str, Any] = {}  # filled below, once _Unindexed exists
 
 
 def _by_rid(cond: ColumnElement[bool], table: FromClause) -> ColumnElement[bool]:
@@ -454,6 +484,9 @@ def number_test(v: Value, value: ColumnElement[float]) -> ColumnElement[bool]:
         return value <= n
     spread = abs(n) * 0.1
     return and_(value >= n - spread, value <= n + spread)
+
+
+_PROBE_VIEWS.update({t.name: _ProbeView(t) for t in _TABLE_OF_TYPE.values()})
 
 
 class Searcher:
