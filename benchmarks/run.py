@@ -687,7 +687,7 @@ def search_footer(cfg: Config, res: dict[str, Any]) -> list[str]:
                if info.get("reused") else "built in this run")
         rate = f" ({info['seconds']:.0f} s, {info['rate']:,.0f} resources/s)" if info.get("seconds") else ""
         extra = (f"; then VACUUM ANALYZE ({info['vacuum_analyze_seconds']:.0f} s)"
-                 if "vacuum_analyze_seconds" in info else "; no ANALYZE (as carerecord leaves it)")
+                 if "vacuum_analyze_seconds" in info else "; sampled ANALYZE by carerecord after its load or migration")
         lines.append(f"search ({name}): demo community, {cfg.people:,} people (seed {cfg.seed}), "
                      f"{data['resources']:,} resources; {how}{rate}{extra}")
     if lines:
