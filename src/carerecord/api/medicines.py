@@ -245,7 +245,9 @@ def _organisation(p: Params) -> str | None:
 
 
 async def verify(request: Request) -> Response:
-    return await _with_id(lambda r, rid, p, a, now: pharmacy.verify(r, rid, a, now, p.string("comment")))(request)
+    kb, resolver = _checks(request)
+    return await _with_id(lambda r, rid, p, a, now: pharmacy.verify(
+        r, rid, a, now, kb=kb, resolver=resolver, overrides=p.overrides(), comment=p.string("comment")))(request)
 
 
 async def query(request: Request) -> Response:
@@ -286,7 +288,9 @@ async def request_repeat(request: Request) -> Response:
 
 
 async def approve_repeat(request: Request) -> Response:
-    return await _with_id(lambda r, rid, p, a, now: repeats.approve(r, rid, a, p.overrides(), now))(request)
+    kb, resolver = _checks(request)
+    return await _with_id(lambda r, rid, p, a, now: repeats.approve(
+        r, rid, a, p.overrides(), now, kb=kb, resolver=resolver))(request)
 
 
 async def reject_repeat(request: Request) -> Response:
@@ -294,13 +298,18 @@ async def reject_repeat(request: Request) -> Response:
 
 
 async def issue(request: Request) -> Response:
-    return await _with_id(lambda r, rid, p, a, now: repeats.issue(r, rid, a, p.overrides(), now))(request)
+    kb, resolver = _checks(request)
+    return await _with_id(lambda r, rid, p, a, now: repeats.issue(
+        r, rid, a, p.overrides(), now, kb=kb, resolver=resolver))(request)
 
 
 async def dispense(request: Request) -> Response:
+    kb, resolver = _checks(request)
+
     def job(r: Records, rid: str, p: Params, actor: str | None, now: datetime) -> Outcome:
         quantity = p._value("quantity", "valueQuantity", dict, False)
-        return dispensing.dispense(r, rid, actor, now, quantity, p.string("comment"))
+        return dispensing.dispense(r, rid, actor, now, quantity, p.string("comment"), kb=kb, resolver=resolver,
+                                   overrides=p.overrides())
     return await _with_id(job)(request)
 
 

@@ -39,7 +39,7 @@ def test_the_pharmacy_queue_is_a_search_of_its_requested_verify_tasks(community:
 
 def test_verifying_completes_the_task_and_marks_the_order_verified(community: Repository) -> None:
     order_id, task_id = _signed(community)
-    out = step(community, lambda r: pharmacy.verify(r, task_id, PHARMACIST, NOW))
+    out = step(community, lambda r: pharmacy.verify(r, task_id, PHARMACIST, NOW, kb=KB, resolver=RESOLVER))
     assert out.status == "verified"
     assert pharmacy.is_verified(read(community, "MedicationRequest", order_id))
     task = read(community, "Task", task_id)
@@ -54,7 +54,7 @@ def test_a_query_goes_back_to_the_prescriber_and_the_verification_waits(communit
     assert held["status"] == "on-hold" and held["statusReason"]["text"] == "Dose for weight 45 kg?"
     assert asked["owner"] == {"reference": DOCTOR} and asked["partOf"] == [{"reference": f"Task/{task_id}"}]
     # the prescriber is satisfied: the pharmacist may still verify the held task
-    assert step(community, lambda r: pharmacy.verify(r, task_id, PHARMACIST, NOW)).status == "verified"
+    assert step(community, lambda r: pharmacy.verify(r, task_id, PHARMACIST, NOW, kb=KB, resolver=RESOLVER)).status == "verified"
 
 
 def test_rejecting_needs_a_reason_and_takes_the_order_off_the_chart(community: Repository) -> None:
@@ -69,7 +69,7 @@ def test_rejecting_needs_a_reason_and_takes_the_order_off_the_chart(community: R
 
 def test_a_finished_verification_cannot_be_acted_on_again(community: Repository) -> None:
     _, task_id = _signed(community)
-    step(community, lambda r: pharmacy.verify(r, task_id, PHARMACIST, NOW))
+    step(community, lambda r: pharmacy.verify(r, task_id, PHARMACIST, NOW, kb=KB, resolver=RESOLVER))
     with pytest.raises(Unprocessable) as caught:
         step(community, lambda r: pharmacy.reject(r, task_id, PHARMACIST, "late thought", NOW))
     assert caught.value.issues[0].expression == ("Task.status",)

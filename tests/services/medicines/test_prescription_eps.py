@@ -15,7 +15,7 @@ from carerecord.services.medicines.prescription import check_character, prescrip
 from carerecord.store.repository import Repository
 from tests.conftest import shared_data
 from tests.services.medicines.test_repeats_workflow import authorisation
-from tests.services.medicines.world import GP, NOW, save, step
+from tests.services.medicines.world import GP, KB, NOW, RESOLVER, save, step
 
 REGISTRATIONS = {"https://fhir.hl7.org.uk/Id/gmc-number", "https://fhir.hl7.org.uk/Id/nmc-number",
                  "https://fhir.hl7.org.uk/Id/gphc-number", "https://fhir.hl7.org.uk/Id/hcpc-number",
@@ -58,7 +58,7 @@ def test_the_eps_examples_have_every_essential(example: str) -> None:
 
 def test_an_issued_repeat_carries_the_eps_essentials(community: Repository) -> None:
     auth = save(community, authorisation())
-    issued = step(community, lambda r: repeats.issue(r, auth["id"], GP, {}, NOW)).of_type("MedicationRequest")[0]
+    issued = step(community, lambda r: repeats.issue(r, auth["id"], GP, {}, NOW, kb=KB, resolver=RESOLVER)).of_type("MedicationRequest")[0]
     bundle = step(community, lambda r: prescription_bundle(r, issued["id"], "http://testserver/fhir"))
     assert essentials(bundle) == dict.fromkeys(essentials(bundle), True)
     assert validate(bundle) == []

@@ -15,7 +15,7 @@ from carerecord.services.medicines.detected_issue import Override
 from carerecord.services.medicines.prescription import REPEAT_INFO
 from carerecord.services.medicines.tasks import TASK_CODES
 from carerecord.store.repository import Repository
-from tests.services.medicines.world import GP, NOW, PHARMACIST, coded, read, save, step
+from tests.services.medicines.world import GP, KB, NOW, PHARMACIST, RESOLVER, coded, read, save, step
 
 AMLODIPINE = coded("Amlodipine 5mg tablets", "319283006", "Amlodipine 5mg tablets")
 
@@ -44,7 +44,7 @@ def _request(repo: Repository, auth_id: str, when: Any = NOW) -> repeats.Outcome
 
 def _approve(repo: Repository, task_id: str, when: Any = NOW,
              overrides: dict[str, Override] | None = None) -> repeats.Outcome:
-    return step(repo, lambda r: repeats.approve(r, task_id, GP, overrides or {}, when))
+    return step(repo, lambda r: repeats.approve(r, task_id, GP, overrides or {}, when, kb=KB, resolver=RESOLVER))
 
 
 def test_a_repeat_request_is_a_task_for_the_patients_gp_practice(community: Repository) -> None:
@@ -119,21 +119,21 @@ def test_the_practice_rejects_with_a_reason(community: Repository) -> None:
 
 def test_an_acute_is_issued_once(community: Repository) -> None:
     auth = save(community, authorisation(course="acute"))
-    assert step(community, lambda r: repeats.issue(r, auth["id"], GP, {}, NOW)).status == "issued"
+    assert step(community, lambda r: repeats.issue(r, auth["id"], GP, {}, NOW, kb=KB, resolver=RESOLVER)).status == "issued"
     assert read(community, "MedicationRequest", auth["id"])["status"] == "completed"
     with pytest.raises(Unprocessable):
-        step(community, lambda r: repeats.issue(r, auth["id"], GP, {}, NOW))
+        step(community, lambda r: repeats.issue(r, auth["id"], GP, {}, NOW, kb=KB, resolver=RESOLVER))
 
 
 def test_the_pharmacy_dispenses_an_issue_once(community: Repository) -> None:
     auth = save(community, authorisation())
     out = _approve(community, _request(community, auth["id"]).resources[0]["id"])
     issued = out.of_type("MedicationRequest")[0]
-    done = step(community, lambda r: dispensing.dispense(r, issued["id"], PHARMACIST, NOW + timedelta(hours=3)))
+    done = step(community, lambda r: dispensing.dispense(r, issued["id"], PHARMACIST, NOW + timedelta(hours=3), kb=KB, resolver=RESOLVER))
     [dispense] = done.of_type("MedicationDispense")
     assert dispense["authorizingPrescription"] == [{"reference": f"MedicationRequest/{issued['id']}"}]
     assert dispense["quantity"]["value"] == 28 and dispense["daysSupply"]["value"] == 28
     assert read(community, "MedicationRequest", issued["id"])["status"] == "completed"
     assert [t["businessStatus"]["text"] for t in done.of_type("Task")] == ["dispensed"]
     with pytest.raises(Unprocessable):
-        step(community, lambda r: dispensing.dispense(r, issued["id"], PHARMACIST, NOW))
+        step(community, lambda r: dispensing.dispense(r, issued["id"], PHARMACIST, NOW, kb=KB, resolver=RESOLVER))

@@ -15,16 +15,23 @@ from datetime import datetime
 from typing import Any
 
 from carerecord.errors import Unprocessable
+from carerecord.services.medicines.detected_issue import Override
+from carerecord.services.medicines.knowledge import KnowledgeBase
 from carerecord.services.medicines.ordering import patient_of
-from carerecord.services.medicines.outcome import Outcome
+from carerecord.services.medicines.outcome import Outcome, blocked
+from carerecord.services.medicines.recheck import link_issues, recheck_gate
 from carerecord.services.medicines.records import Records
+from carerecord.services.medicines.resolve import Resolver
 from carerecord.services.medicines.tasks import DISPENSE, OPEN, finish, instant, task_code
 
 
 def dispense(records: Records, issue_id: str, pharmacist: str | None, now: datetime,
-             quantity: Mapping[str, Any] | None = None, comment: str = "") -> Outcome:
+             quantity: Mapping[str, Any] | None = None, comment: str = "", *, kb: KnowledgeBase,
+             resolver: Resolver, overrides: Mapping[str, Override] | None = None) -> Outcome:
     """Dispense issue ``issue_id`` (an active MedicationRequest) by ``pharmacist`` (a
-    PractitionerRole or Practitioner reference). ``quantity`` replaces the prescribed quantity
+    PractitionerRole or Practitioner reference), after the safety checks run again against the
+    record as it is now (``recheck``: a critical finding new since the prescription was signed
+    blocks unless overridden here with a reason). ``quantity`` replaces the prescribed quantity
     (e.g. an owing, part supply)."""
     issue = records.get("MedicationRequest", issue_id)
     if issue.get("status") != "active":
@@ -38,14 +45,18 @@ def dispense(records: Records, issue_id: str, pharmacist: str | None, now: datet
     if any(d.get("status") in ("completed", "in-progress", "preparation")
            for d in records.search("MedicationDispense", f"prescription=MedicationRequest/{issue_id}")):
         raise Unprocessable(f"MedicationRequest/{issue_id} has already been dispensed", "MedicationRequest.status")
+    findings, result = recheck_gate(records, issue, pid, now, kb, resolver, overrides or {}, pharmacist)
+    if not result.can_sign:
+        return blocked(findings, result.blocked)
+    issue, issues = link_issues(records, issue, result)
     made = records.create(_dispense(issue, pid, pharmacist, now, quantity, comment))
     issue["status"] = "completed"
-    written = [made, records.update(issue)]
+    written = [made, records.update(issue), *issues]
     for task in records.search("Task", f"focus=MedicationRequest/{issue_id}"):
         if task_code(task) == DISPENSE and task.get("status") in OPEN:
             written.append(records.update(finish(task, "completed", "dispensed", now,
                                                  outputs=(f"MedicationDispense/{made['id']}",))))
-    return Outcome("dispensed", written)
+    return Outcome("dispensed", written, findings)
 
 
 def _dispense(issue: Mapping[str, Any], pid: str, pharmacist: str | None, now: datetime,

@@ -20,8 +20,12 @@ from datetime import datetime
 from typing import Any
 
 from carerecord.errors import Invalid, Unprocessable
-from carerecord.services.medicines.outcome import Outcome
+from carerecord.services.medicines.detected_issue import Override
+from carerecord.services.medicines.knowledge import KnowledgeBase
+from carerecord.services.medicines.outcome import Outcome, blocked
+from carerecord.services.medicines.recheck import link_issues, recheck_gate
 from carerecord.services.medicines.records import Records, reference_id
+from carerecord.services.medicines.resolve import Resolver
 from carerecord.services.medicines.tasks import QUERY, VERIFY, finish, new_task, note, require_open
 
 VERIFIED_EXTENSION = "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-PharmacistVerifiedIndicator"
@@ -53,17 +57,27 @@ def _task_and_order(records: Records, task_id: str) -> tuple[dict[str, Any], dic
     return task, records.get("MedicationRequest", order_id)
 
 
-def verify(records: Records, task_id: str, pharmacist: str | None, now: datetime, comment: str = "") -> Outcome:
-    """Verify the order of verification Task ``task_id``: the Task completed, the order marked
-    verified. Unprocessable if the order is no longer active (stopped or rejected meanwhile)."""
+def verify(records: Records, task_id: str, pharmacist: str | None, now: datetime, *, kb: KnowledgeBase,
+           resolver: Resolver, overrides: Mapping[str, Override] | None = None, comment: str = "") -> Outcome:
+    """Verify the order of verification Task ``task_id``: the safety checks run again against
+    the record as it is now (``recheck``: a critical finding new since signing blocks unless
+    overridden here with a reason), then the Task is completed and the order marked verified.
+    Unprocessable if the order is no longer active (stopped or rejected meanwhile)."""
     task, order = _task_and_order(records, task_id)
     if order.get("status") != "active":
         raise Unprocessable(f"MedicationRequest/{order['id']} is {order.get('status')}, not active",
                             "MedicationRequest.status")
+    pid = str(order["subject"]["reference"]).split("/", 1)[-1]
+    records.lock_patient(pid)
+    findings, result = recheck_gate(records, order, pid, now, kb, resolver, overrides or {}, pharmacist)
+    if not result.can_sign:
+        return blocked(findings, result.blocked)
+    order, issues = link_issues(records, order, result)
     order["extension"] = [e for e in order.get("extension", []) if e.get("url") != VERIFIED_EXTENSION]
     order["extension"].append({"url": VERIFIED_EXTENSION, "valueBoolean": True})
     note(task, f"Verified{': ' + comment if comment else ''}", pharmacist, now)
-    return Outcome("verified", [records.update(order), records.update(finish(task, "completed", "verified", now))])
+    return Outcome("verified", [records.update(order), *issues,
+                                records.update(finish(task, "completed", "verified", now))], findings)
 
 
 def query(records: Records, task_id: str, pharmacist: str | None, question: str, now: datetime) -> Outcome:

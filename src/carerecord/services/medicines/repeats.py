@@ -34,10 +34,13 @@ from urllib.parse import quote
 from carerecord.errors import Invalid, Unprocessable
 from carerecord.services.medicines.detected_issue import Override
 from carerecord.services.medicines.findings import Evidence, Finding, Severity, Source
+from carerecord.services.medicines.knowledge import KnowledgeBase
 from carerecord.services.medicines.ordering import patient_of
-from carerecord.services.medicines.outcome import Outcome, blocked, gate
+from carerecord.services.medicines.outcome import Outcome, blocked
 from carerecord.services.medicines.prescription import new_issue, repeat_information, with_repeat_information
+from carerecord.services.medicines.recheck import recheck_gate
 from carerecord.services.medicines.records import Records, reference_id
+from carerecord.services.medicines.resolve import Resolver
 from carerecord.services.medicines.tasks import DISPENSE, REPEAT_REQUEST, finish, new_task, note, require_open
 
 USED_SHARE = 0.75
@@ -138,7 +141,7 @@ def request_repeat(records: Records, auth_id: str, requester: str | None, now: d
 
 
 def approve(records: Records, task_id: str, approver: str | None, overrides: Mapping[str, Override],
-            now: datetime) -> Outcome:
+            now: datetime, *, kb: KnowledgeBase, resolver: Resolver) -> Outcome:
     """Approve repeat request ``task_id``: the flags are checked again; critical ones need an
     override with a reason. The issue is made and routed; the Task completed with it."""
     task = records.get("Task", task_id)
@@ -146,7 +149,7 @@ def approve(records: Records, task_id: str, approver: str | None, overrides: Map
     auth_id = reference_id(task.get("focus"), "MedicationRequest")
     if auth_id is None:
         raise Unprocessable(f"Task/{task_id} is not about a MedicationRequest", "Task.focus")
-    outcome = issue(records, auth_id, approver, overrides, now)
+    outcome = issue(records, auth_id, approver, overrides, now, kb=kb, resolver=resolver)
     if outcome.blocked:
         return outcome
     made = outcome.of_type("MedicationRequest")[0]
@@ -167,16 +170,16 @@ def reject(records: Records, task_id: str, approver: str | None, reason: str, no
 
 
 def issue(records: Records, auth_id: str, prescriber: str | None, overrides: Mapping[str, Override],
-          now: datetime) -> Outcome:
+          now: datetime, *, kb: KnowledgeBase, resolver: Resolver) -> Outcome:
     """Issue ``auth_id`` once (a GP issuing an acute, or a repeat directly): the rules as for a
-    request; the issue written with a ``dispense`` Task for its pharmacy, the authorisation's
-    issue count updated, overrides written as DetectedIssues."""
+    request, and the safety checks again against the record as it is now (``recheck``); the
+    issue written with a ``dispense`` Task for its pharmacy, the authorisation's issue count
+    updated, overrides written as DetectedIssues."""
     auth = _authorisation(records, auth_id)
     pid = patient_of(auth)
     records.lock_patient(pid)  # two approvals at once must not both take the last issue
-    found = flags(records, auth, now)
-    authored = {k: Override(v.reason, v.comment, v.author or prescriber or "") for k, v in overrides.items()}
-    result = gate(found, authored, pid, now)
+    found, result = recheck_gate(records, auth, pid, now, kb, resolver, overrides, prescriber,
+                                 extra=flags(records, auth, now))
     if not result.can_sign:
         return blocked(found, result.blocked)
     number = len(issues_of(records, auth)) + 1
