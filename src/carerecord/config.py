@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     default_page_size: int = 50
     max_page_size: int = 1000
     validate_profiles: bool = True
+    # Audit trail (issue 4): on always; off only to measure its cost (benchmarks/audit.py).
+    audit: bool = True
     # Sign-in and tokens (access/): lifetimes, trusted OpenID Connect providers, and the only
     # URLs a JWKS may be fetched from (providers' and clients' jwks_uri/jku).
     access_token_seconds: int = 300

@@ -218,6 +218,7 @@ def reindex(types: tuple[str, ...], database: str | None, data_dir: Path | None)
 @dir_option
 def check(database: str | None, data_dir: Path | None) -> None:
     """Verify the store's integrity (exit status 1 on any problem)."""
+    from carerecord.access.audit_store import check_chain
     from carerecord.store.engine import current_revision, make_engine
     from carerecord.store.integrity import check_integrity
 
@@ -226,6 +227,8 @@ def check(database: str | None, data_dir: Path | None) -> None:
     if current_revision(engine) is None:
         raise click.ClickException("The database has no carerecord schema; run `carerecord migrate`")
     problems, counts = check_integrity(engine)
+    audit_problems, audit_counts = check_chain(engine)  # the audit trail's hash chain
+    problems, counts = problems + audit_problems, {**counts, **audit_counts}
     for name, n in counts.items():
         click.echo(f"{name:>24}: {n}")
     for p in problems:

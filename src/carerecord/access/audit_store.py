@@ -1,0 +1,144 @@
+"""The audit store: an append-only table of AuditEvents, hash-chained (migration 0005_audit).
+
+It lives in its own MetaData, like the sign-in tables (access/tables.py): it is not part of
+the FHIR record, a wipe of the record leaves it alone, and nothing but :meth:`AuditStore.append`
+writes to it. On PostgreSQL a trigger refuses UPDATE and DELETE (and TRUNCATE) for every role;
+the database owner can still drop or disable the trigger, or the table, which is why the rows
+are chained (access/audit_chain.py) and ``carerecord check`` verifies the chain.
+
+Appends from several worker processes are serialised with a lock held for the transaction
+(SQLite: the write lock, taken up front by BEGIN IMMEDIATE; PostgreSQL: a transaction-level
+advisory lock), so every batch chains from the true last row. ``seq`` being the primary key
+is the second line of defence: two writers that raced would collide rather than fork.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    func,
+    insert,
+    select,
+    text,
+)
+
+from carerecord.access.audit_chain import GENESIS, ChainRow, first_break, link
+
+metadata = MetaData()
+_BIG = BigInteger().with_variant(Integer(), "sqlite")
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("seq", _BIG, primary_key=True, autoincrement=False),
+    Column("recorded_us", _BIG, nullable=False),
+    Column("patient", Text),  # the Patient id the event is about (BALP: one event per patient)
+    Column("agent", Text, nullable=False),  # fhirUser or client id of who acted
+    Column("outcome", Text, nullable=False),  # AuditEvent.outcome: 0 | 4 | 8
+    Column("action", Text, nullable=False),  # AuditEvent.action: C R U D E
+    Column("content", Text, nullable=False),  # the AuditEvent JSON
+    Column("hash", Text, nullable=False),  # SHA-256 of the previous hash + canonical content
+    Index("ix_audit_patient", "patient", "seq"),
+)
+
+# Any constant: the key of the PostgreSQL advisory lock that serialises appends.
+_PG_LOCK = 0x6175646974  # "audit"
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An AuditEvent to append: its indexed columns and its JSON text."""
+
+    recorded_us: int
+    patient: str | None
+    agent: str
+    outcome: str
+    action: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    seq: int
+    recorded_us: int
+    content: str
+
+
+class AuditStore:
+    """Appends to and reads the audit table of one database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.postgres = engine.dialect.name == "postgresql"
+
+    def append(self, events: Sequence[NewEvent]) -> int:
+        """Append ``events`` in one transaction, chained after the last row; returns the
+        sequence number of the last one. Raises (and appends nothing) if the commit fails."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                if self.postgres:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
+                last = conn.execute(select(audit_log.c.seq, audit_log.c.hash)
+                                    .order_by(audit_log.c.seq.desc()).limit(1)).first()
+                seq, previous = (last[0], last[1]) if last else (0, GENESIS)
+                rows = []
+                for e in events:
+                    seq += 1
+                    previous = link(previous, seq, e.recorded_us, e.patient, e.agent, e.outcome,
+                                    e.action, e.content)
+                    rows.append({"seq": seq, "recorded_us": e.recorded_us, "patient": e.patient,
+                                 "agent": e.agent, "outcome": e.outcome, "action": e.action,
+                                 "content": e.content, "hash": previous})
+                if rows:
+                    conn.execute(insert(audit_log), rows)
+        return seq
+
+    def for_patient(self, patient: str, limit: int = 500) -> list[StoredEvent]:
+        """The newest ``limit`` events about ``patient``, newest first."""
+        a = audit_log.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(a.seq, a.recorded_us, a.content).where(a.patient == patient)
+                                .order_by(a.seq.desc()).limit(limit)).all()
+        return [StoredEvent(r[0], r[1], r[2]) for r in rows]
+
+    def since(self, seq: int) -> list[StoredEvent]:
+        """Every event after ``seq``, oldest first (for tests and tools)."""
+        a = audit_log.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(a.seq, a.recorded_us, a.content).where(a.seq > seq)
+                                .order_by(a.seq)).all()
+        return [StoredEvent(r[0], r[1], r[2]) for r in rows]
+
+    def last_seq(self) -> int:
+        with self.engine.connect() as conn:
+            found = conn.execute(select(audit_log.c.seq).order_by(audit_log.c.seq.desc()).limit(1)).first()
+        return int(found[0]) if found else 0
+
+
+def _rows(engine: Engine) -> Iterator[ChainRow]:
+    a = audit_log.c
+    with engine.connect() as conn:
+        result = conn.execution_options(yield_per=5000).execute(
+            select(a.seq, a.recorded_us, a.patient, a.agent, a.outcome, a.action, a.content, a.hash)
+            .order_by(a.seq))
+        for r in result:
+            yield ChainRow(*r)
+
+
+def check_chain(engine: Engine) -> tuple[list[str], dict[str, int]]:
+    """(problems, counts) for ``carerecord check``: the first broken link of the audit chain,
+    if any, and how many audit rows there are."""
+    problem, _checked = first_break(_rows(engine))
+    with engine.connect() as conn:
+        n = conn.execute(select(func.count()).select_from(audit_log)).scalar_one()
+    return ([problem] if problem else []), {"audit events": n}
