@@ -16,6 +16,8 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from carerecord.api import cds_hooks, medicines, oauth, rest
+from carerecord.api.access_log import access_log
+from carerecord.api.audit import AuditTrail
 from carerecord.api.auth import Access, BearerAuth
 from carerecord.api.capability import capability_statement
 from carerecord.api.context import Context
@@ -125,6 +127,7 @@ def routes() -> list[Route]:
         *_only(f"/fhir/{t}/{i}/_history", r.history_instance, ["GET"]),
         Route(f"/fhir/{t}/{i}/_history/{{vid}}", r.vread, methods=["GET"]),
         *_only(f"/fhir/{t}/{i}/$validate", validate_operation, ["POST"]),
+        *_only("/fhir/Patient/{id}/$access-log", access_log, ["GET"]),
         *medicines.routes(),  # the medicines operations, before the compartment search takes the GETs
         Route("/fhir/{comp}/{id}/{type}", r.search_compartment, methods=["GET"]),
         Route(f"/fhir/{t}/{i}", r.read, methods=["GET", "HEAD"]),
@@ -153,7 +156,7 @@ def create_app(settings: Settings | None = None, repo: Repository | None = None)
     ctx = Context(settings, repo, interactions, Searcher(repo.registry), None, base,  # type: ignore[arg-type]
                   WriteQueue(repo))
     ctx.processor = TransactionProcessor(interactions, rest.get_in_bundle(ctx))  # type: ignore[arg-type]
-    app = Starlette(routes=routes(), middleware=[Middleware(BearerAuth)], exception_handlers={
+    app = Starlette(routes=routes(), middleware=[Middleware(AuditTrail), Middleware(BearerAuth)], exception_handlers={
         FhirError: _fhir_error, HTTPException: _http_error, Exception: _unexpected})
     app.state.ctx = ctx
     app.state.access = Access.build(settings, repo)  # sign-in and tokens; every /fhir route needs one

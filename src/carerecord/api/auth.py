@@ -155,6 +155,7 @@ class BearerAuth:
                 found = await anyio.to_thread.run_sync(access.authenticate, token)
             else:
                 found = access.authenticate(token)
+            scope.setdefault("state", {})["principal"] = found  # known even if refused: audit names them
             params = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
             if path == "/fhir" or path.startswith("/fhir/"):
                 segments = [s for s in path[len("/fhir"):].split("/") if s]
