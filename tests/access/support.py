@@ -65,7 +65,9 @@ class Community:
         self.put(_role("role-gp", "dr-who", "org-practice", "R0260", "General Medical Practitioner"))
         self.put(_role("role-desk", "dr-who", "org-other", "R1730", "Receptionist"))
         for pid, family in (("pat-1", "One"), ("pat-2", "Two"), ("pat-3", "Three")):
-            self.put({"resourceType": "Patient", "id": pid, "name": [{"family": family, "given": ["Pat"]}]})
+            # pat-1 is registered at the GP's practice: the legitimate relationship the guard asks for
+            registered = {"generalPractitioner": [{"reference": "Organization/org-practice"}]} if pid == "pat-1" else {}
+            self.put({"resourceType": "Patient", "id": pid, "name": [{"family": family, "given": ["Pat"]}], **registered})
         self.put({"resourceType": "Encounter", "id": "enc-1", "status": "in-progress",
                   "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
                   "subject": {"reference": "Patient/pat-1"}})

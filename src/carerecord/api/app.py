@@ -15,12 +15,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from carerecord.api import cds_hooks, medicines, oauth, rest
+from carerecord.api import access_ops, cds_hooks, medicines, oauth, rest
 from carerecord.api.access_log import access_log
 from carerecord.api.audit import AuditTrail
 from carerecord.api.auth import Access, BearerAuth
 from carerecord.api.capability import capability_statement
 from carerecord.api.context import Context
+from carerecord.api.guarded import NoStore
 from carerecord.api.http import JSON, error_response, fhir_response, internal_error, response_format
 from carerecord.api.validate import validate_operation
 from carerecord.api.writes import WriteQueue
@@ -116,6 +117,7 @@ def routes() -> list[Route]:
     return [
         *[x for x in sign_in if x.path.startswith("/fhir/")],
         *_only("/fhir/metadata", metadata, ["GET"]),
+        *access_ops.routes(),  # the guard's operations, before /fhir/{type} takes $access-queue
         *_only("/fhir/_history", r.history_system, ["GET"]),
         *_only("/fhir/_search", r.search_system, ["POST"]),
         Route("/fhir", r.search_system, methods=["GET"]),
@@ -156,7 +158,7 @@ def create_app(settings: Settings | None = None, repo: Repository | None = None)
     ctx = Context(settings, repo, interactions, Searcher(repo.registry), None, base,  # type: ignore[arg-type]
                   WriteQueue(repo))
     ctx.processor = TransactionProcessor(interactions, rest.get_in_bundle(ctx))  # type: ignore[arg-type]
-    app = Starlette(routes=routes(), middleware=[Middleware(AuditTrail), Middleware(BearerAuth)], exception_handlers={
+    app = Starlette(routes=routes(), middleware=[Middleware(NoStore), Middleware(AuditTrail), Middleware(BearerAuth)], exception_handlers={
         FhirError: _fhir_error, HTTPException: _http_error, Exception: _unexpected})
     app.state.ctx = ctx
     app.state.access = Access.build(settings, repo)  # sign-in and tokens; every /fhir route needs one

@@ -14,7 +14,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from carerecord.api import bundles
+from carerecord.api import bundles, guarded
 from carerecord.api.auth import check_bundle
 from carerecord.api.context import Context
 from carerecord.api.http import (
@@ -24,17 +24,25 @@ from carerecord.api.http import (
     read_body,
     response_format,
 )
-from carerecord.errors import Gone, Invalid, Issue, NotFound, PreconditionFailed, UnsupportedMediaType
+from carerecord.errors import (
+    Forbidden,
+    Gone,
+    Invalid,
+    Issue,
+    NotFound,
+    PreconditionFailed,
+    UnsupportedMediaType,
+)
 from carerecord.fhir.dates import date_range
 from carerecord.fhir.outcome import information
 from carerecord.fhir.search_query import parse, parse_int
 from carerecord.store.history import history
-from carerecord.store.interactions import Result, check_type
+from carerecord.store.interactions import Interactions, Result, check_type
 from carerecord.store.prepare import check
 from carerecord.store.records import Stored
 from carerecord.store.repository import Unit
 from carerecord.store.search import SearchResult
-from carerecord.store.transaction import stage
+from carerecord.store.transaction import GetHandler, stage
 
 
 def ctx(request: Request) -> Context:
@@ -86,10 +94,10 @@ async def read(request: Request) -> Response:
     media = response_format(request)
     t, i = request.path_params["type"], request.path_params["id"]
     check_type(t)
-    if c.repo.is_postgres:  # a network round trip: wait in a thread, not on the event loop
-        st = await anyio.to_thread.run_sync(c.repo.read, t, i)
-    else:  # SQLite answers in microseconds, less than a thread hop costs
-        st = c.repo.read(t, i)
+    guarded.guard(request).check_type(t)
+    # The guard decides before any 304: a cached copy is never confirmed to one who may no
+    # longer see it. On PostgreSQL the reads wait in a thread, not on the event loop.
+    st = await guarded.on_store(request, lambda: guarded.read(request, t, i))
     if _not_modified(request, st):
         return Response(status_code=304, headers=_headers(st, c.base))
     assert st.content is not None
@@ -107,7 +115,20 @@ async def vread(request: Request) -> Response:
     check_type(t)
     if not v.isdigit():
         raise NotFound(f"{t}/{i} has no version {v!r}")
-    st = c.repo.vread(t, i, int(v))
+    g = guarded.guard(request)
+    g.check_type(t)
+    with c.repo.reading() as conn:
+        try:
+            st = c.repo.vread(t, i, int(v))
+        except Gone:
+            g.gone(conn, t, i)
+            raise
+        except NotFound:
+            raise NotFound(f"{t}/{i} has no version {v}") from None
+        try:
+            st = g.shown(conn, st)
+        except NotFound:
+            raise NotFound(f"{t}/{i} has no version {v}") from None
     assert st.content is not None
     return fhir_response(st.content, media=media, headers=_headers(st, c.base))
 
@@ -120,8 +141,8 @@ async def update(request: Request) -> Response:
     body = await read_body(request)
     if_match = etag_version(request.headers.get("if-match"), "If-Match")
     check(body)  # validated here, overlapping the writer thread's database work
-    r = await c.writes.run(lambda unit: c.interactions.update(unit, t, i, body, if_match,
-                                                              validated=True))
+    ix = guarded.interactions(request)
+    r = await c.writes.run(lambda unit: ix.update(unit, t, i, body, if_match, validated=True))
     return _write_response(request, c, r, media)
 
 
@@ -130,7 +151,8 @@ async def delete(request: Request) -> Response:
     t, i = request.path_params["type"], request.path_params["id"]
     check_type(t)
     if_match = etag_version(request.headers.get("if-match"), "If-Match")
-    r = await c.writes.run(lambda unit: c.interactions.delete(unit, t, i, if_match))
+    ix = guarded.interactions(request)
+    r = await c.writes.run(lambda unit: ix.delete(unit, t, i, if_match))
     headers = {"ETag": f'W/"{r.stored.version}"'} if r.stored else None
     return Response(status_code=204, headers=headers)
 
@@ -144,10 +166,11 @@ async def patch(request: Request) -> Response:
     if_match = etag_version(request.headers.get("if-match"), "If-Match")
     rid = request.path_params.get("id")
     query = request.url.query
+    ix = guarded.interactions(request)
 
     def job(unit: Unit) -> Result:
-        i = rid or _single_match(c, unit, t, query)
-        return c.interactions.patch(unit, t, i, kind, body, if_match)
+        i = rid or _single_match(ix, unit, t, query)
+        return ix.patch(unit, t, i, kind, body, if_match)
 
     r = await c.writes.run(job)
     return _write_response(request, c, r, media)
@@ -171,8 +194,8 @@ async def _patch_body(request: Request) -> tuple[str, object]:
                                f"Parameters resource, not {ctype!r}")
 
 
-def _single_match(c: Context, unit: Unit, t: str, query: str) -> str:
-    hits = c.interactions.find(unit.conn, t, query)
+def _single_match(ix: Interactions, unit: Unit, t: str, query: str) -> str:
+    hits = ix.find(unit.conn, t, query)
     if len(hits) != 1:
         if hits:
             raise PreconditionFailed(f"Conditional patch matched {len(hits)} {t} resources")
@@ -190,7 +213,8 @@ async def create(request: Request) -> Response:
     if_none_exist = request.headers.get("if-none-exist")
     if body.get("resourceType") == t:
         check(body)  # validated here, overlapping the writer thread's database work
-    r = await c.writes.run(lambda unit: c.interactions.create(
+    ix = guarded.interactions(request)
+    r = await c.writes.run(lambda unit: ix.create(
         unit, body, t, if_none_exist, validated=body.get("resourceType") == t))
     return _write_response(request, c, r, media)
 
@@ -203,8 +227,8 @@ async def conditional_update(request: Request) -> Response:
     body = await read_body(request)
     if_match = etag_version(request.headers.get("if-match"), "If-Match")
     query = request.url.query
-    r = await c.writes.run(
-        lambda unit: c.interactions.conditional_update(unit, t, query, body, if_match))
+    ix = guarded.interactions(request)
+    r = await c.writes.run(lambda unit: ix.conditional_update(unit, t, query, body, if_match))
     return _write_response(request, c, r, media)
 
 
@@ -213,7 +237,8 @@ async def conditional_delete(request: Request) -> Response:
     t = request.path_params["type"]
     check_type(t)
     query = request.url.query
-    r = await c.writes.run(lambda unit: c.interactions.conditional_delete(unit, t, query))
+    ix = guarded.interactions(request)
+    r = await c.writes.run(lambda unit: ix.conditional_delete(unit, t, query))
     return _write_response(request, c, r, response_format(request))
 
 
@@ -230,7 +255,8 @@ async def search_compartment(request: Request) -> Response:
     if request.path_params["comp"] != "Patient":
         raise NotFound("Only Patient compartments can be searched")
     check_type(t)
-    c.repo.read("Patient", pid)  # 404/410 for an unknown patient
+    # 404/410 for an unknown patient, and 404 alike for one the caller may not reach
+    await guarded.on_store(request, lambda: guarded.read(request, "Patient", pid))
     params = await _search_params(request)
     return await run_search(request, (t,), params, f"{c.base}/Patient/{pid}/{t}", compartment=pid)
 
@@ -266,6 +292,10 @@ async def run_search(request: Request, types: tuple[str, ...], params: list[tupl
     media = response_format(request)
     q = parse(types, kept if kept is not None else params, c.repo.registry, c.base)
     q.compartment = compartment
+    g = guarded.guard(request)
+    for t in types:
+        g.check_type(t)
+    searcher = guarded.searcher(request)
     warnings: list[Issue] = []
     if q.unknown:
         msg = f"Unknown or unsupported search parameter(s) ignored: {', '.join(q.unknown)}"
@@ -276,7 +306,7 @@ async def run_search(request: Request, types: tuple[str, ...], params: list[tupl
                 c.settings.max_page_size)
     def execute() -> SearchResult:
         with c.repo.reading() as conn:
-            return c.searcher.run(conn, q, count)
+            return searcher.run(conn, q, count)
 
     # On PostgreSQL a search waits on the network: in a thread, so other requests go on.
     result = await anyio.to_thread.run_sync(execute) if c.repo.is_postgres else execute()
@@ -312,7 +342,16 @@ async def history_instance(request: Request) -> Response:
     c = ctx(request)
     t, i = request.path_params["type"], request.path_params["id"]
     check_type(t)
+    g = guarded.guard(request)
+    g.check_type(t)
     page = history(c.repo.engine, t, i, **_history_args(request))  # type: ignore[arg-type]
+    if not g.trusted:  # each version as its own patients allow (a moved resource had others)
+        with c.repo.reading() as conn:
+            try:
+                guarded.read(request, t, i)
+            except Gone:
+                pass  # gone() already refused what the caller could not see
+            page.entries[:] = [e for e in page.entries if e.content is None or g.visible_version(conn, e)]
     return _history_response(request, page, f"{c.base}/{t}/{i}/_history")
 
 
@@ -320,14 +359,22 @@ async def history_type(request: Request) -> Response:
     c = ctx(request)
     t = request.path_params["type"]
     check_type(t)
+    _system_only(request)
     page = history(c.repo.engine, t, **_history_args(request))  # type: ignore[arg-type]
     return _history_response(request, page, f"{c.base}/{t}/_history")
 
 
 async def history_system(request: Request) -> Response:
     c = ctx(request)
+    _system_only(request)
     page = history(c.repo.engine, **_history_args(request))  # type: ignore[arg-type]
     return _history_response(request, page, f"{c.base}/_history")
+
+
+def _system_only(request: Request) -> None:
+    """Type and system history cross every patient: trusted system clients only."""
+    if not guarded.guard(request).trusted:
+        raise Forbidden("Type and system history are open to system clients only")
 
 
 def _history_response(request: Request, page: object, path: str) -> Response:
@@ -345,31 +392,41 @@ async def transaction(request: Request) -> Response:
     full = prefer(request, "return") != "minimal"
     # Validation and index extraction happen here, before the write lock is taken.
     kind, entries = stage(body, c.repo.registry, c.base)
+    processor = guarded.processor(request, get_in_bundle(c, request))  # every entry passes the guard
     out = await c.writes.run(
-        lambda unit: c.processor.process_staged(kind, entries, return_resources=full, unit=unit))
+        lambda unit: processor.process_staged(kind, entries, return_resources=full, unit=unit))
     return fhir_response(out, media=media)
 
 
-def get_in_bundle(c: Context) -> object:
-    """Answer a GET entry of a transaction or batch: read, vread or search on the unit."""
+def get_in_bundle(c: Context, request: Request | None = None) -> GetHandler:
+    """Answer a GET entry of a transaction or batch: read, vread or search on the unit (held
+    to the request's guard when there is one)."""
+    g = guarded.guard(request) if request is not None else None
+    searcher = guarded.searcher(request) if request is not None else c.searcher
+
     def handler(unit: Unit, url: str) -> tuple[int, bytes]:
         parts = urlsplit(url)
         segs = [p for p in parts.path.split("/") if p]
         if not segs:
             raise Invalid(f"Cannot GET {url!r} in a Bundle")
         check_type(segs[0])
+        if g is not None:
+            g.check_type(segs[0])
         if len(segs) == 2 and not parts.query:
             st = unit.read(segs[0], segs[1])
+            st = g.shown(unit.conn, st) if g is not None else st
             assert st.content is not None
             return 200, st.content
         if len(segs) == 4 and segs[2] == "_history" and segs[3].isdigit():
             st = _vread_in(unit, segs[0], segs[1], int(segs[3]))
+            st = g.shown(unit.conn, st) if g is not None else st
             assert st.content is not None
             return 200, st.content
         if len(segs) == 1:
             params = parse_qsl(parts.query, keep_blank_values=True)
             q = parse((segs[0],), params, c.repo.registry, c.base)
-            result = c.searcher.run(unit.conn, q, q.count or c.settings.default_page_size)
+            count = min(q.count or c.settings.default_page_size, c.settings.max_page_size)
+            result = searcher.run(unit.conn, q, count)
             return 200, bundles.searchset(c.base, f"{c.base}/{segs[0]}", params, q, result, [])
         raise Invalid(f"Cannot GET {url!r} in a Bundle")
 

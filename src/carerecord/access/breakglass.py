@@ -1,0 +1,128 @@
+"""Self-claimed relationships and emergency access (break-glass), time-limited and reviewed.
+
+When no legitimate relationship exists (:mod:`carerecord.access.relationships`), a member of
+staff may *claim* one (a patient who walked in; the record is needed for their care) or, with
+the EMERGENCY_ACCESS activity, *break the glass*. Both need a reason from :data:`REASONS` plus
+free text (an empty text is refused: a reason nobody can review is no reason), last
+:data:`CLAIM_SECONDS` / :data:`BREAK_GLASS_SECONDS`, are stored in ``access_grants`` (migration
+0006), listed in the privacy officer's queue (``GET /fhir/$access-queue``) until reviewed, and
+named as the access basis in the patient's access log ("self-claimed", "break-glass:<reason>").
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    Table,
+    Text,
+    insert,
+    select,
+)
+
+from carerecord.access import tables
+from carerecord.errors import Invalid
+from carerecord.store.records import now_us
+
+CLAIM_SECONDS = 24 * 3600  # a self-claim covers a working day's care
+BREAK_GLASS_SECONDS = 4 * 3600  # an emergency lasts hours, then needs a new decision
+
+SELF_CLAIM, BREAK_GLASS = "self-claimed", "break-glass"
+# Reasons modelled on the NHS Spine "legitimate relationship" self-claim and emergency access reasons.
+REASONS: dict[str, str] = {
+    "emergency-care": "Emergency clinical care: the patient cannot consent",
+    "unscheduled-care": "Unscheduled care: the patient has presented for care",
+    "safeguarding": "A safeguarding concern for the patient or others",
+    "public-interest": "Disclosure in the public interest or required by law",
+    "direct-care-referral": "Direct care the patient has been referred for, not yet recorded",
+}
+
+_BIG = BigInteger().with_variant(Integer(), "sqlite")
+grants = Table(
+    "access_grants", tables.metadata,
+    Column("grant_id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),  # self-claimed | break-glass
+    Column("subject", Text, nullable=False),  # Practitioner/x
+    Column("practitioner_role", Text, nullable=False),
+    Column("organization", Text),
+    Column("patient_id", Text, nullable=False),
+    Column("reason", Text, nullable=False),  # a key of REASONS
+    Column("text", Text, nullable=False),
+    Column("created_us", _BIG, nullable=False),
+    Column("expires_us", _BIG, nullable=False),
+    Column("reviewed", Boolean, nullable=False, default=False),
+    Index("ix_access_grants_who", "practitioner_role", "patient_id", "expires_us"),
+    Index("ix_access_grants_queue", "reviewed", "created_us"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessGrant:
+    grant_id: str
+    kind: str
+    subject: str
+    practitioner_role: str
+    organization: str | None
+    patient_id: str
+    reason: str
+    text: str
+    created_us: int
+    expires_us: int
+    reviewed: bool
+
+    def basis(self) -> str:
+        """The access basis as the audit trail records it."""
+        return SELF_CLAIM if self.kind == SELF_CLAIM else f"{BREAK_GLASS}:{self.reason}"
+
+
+def check_reason(reason: str, text: str) -> None:
+    """Invalid unless ``reason`` is one of :data:`REASONS` and ``text`` says something."""
+    if reason not in REASONS:
+        raise Invalid(f"reason must be one of {', '.join(sorted(REASONS))}", "reason")
+    if not text.strip():
+        raise Invalid("A reason needs free text saying why the record is needed", "text")
+
+
+def record(engine: Engine, kind: str, subject: str, practitioner_role: str, organization: str | None,
+           patient_id: str, reason: str, text: str) -> AccessGrant:
+    """Store a self-claim or break-glass (after :func:`check_reason`) and return it."""
+    check_reason(reason, text)
+    now = now_us()
+    seconds = CLAIM_SECONDS if kind == SELF_CLAIM else BREAK_GLASS_SECONDS
+    grant = AccessGrant(uuid.uuid4().hex, kind, subject, practitioner_role, organization, patient_id, reason,
+                        text.strip()[:2000], now, now + seconds * 1_000_000, False)
+    with engine.begin() as conn:
+        conn.execute(insert(grants).values(**{k: getattr(grant, k) for k in grants.c.keys()}))
+    return grant
+
+
+def active(conn: Connection, practitioner_role: str, patient_id: str) -> AccessGrant | None:
+    """The newest unexpired grant of this role for this patient (break-glass before a claim)."""
+    rows = conn.execute(select(grants).where(grants.c.practitioner_role == practitioner_role,
+                                             grants.c.patient_id == patient_id,
+                                             grants.c.expires_us > now_us())
+                        .order_by(grants.c.created_us.desc())).all()
+    found = [AccessGrant(**r._mapping) for r in rows]
+    return next((g for g in found if g.kind == BREAK_GLASS), found[0] if found else None)
+
+
+def granted_patients(practitioner_role: str) -> object:
+    """SELECT of the patients this role holds an unexpired grant for (for search restriction)."""
+    return select(grants.c.patient_id).where(grants.c.practitioner_role == practitioner_role,
+                                             grants.c.expires_us > now_us())
+
+
+def queue(engine: Engine, limit: int = 200) -> list[AccessGrant]:
+    """Unreviewed grants, newest first: the privacy officer's queue."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(grants).where(grants.c.reviewed.is_(False))
+                            .order_by(grants.c.created_us.desc()).limit(limit)).all()
+    return [AccessGrant(**r._mapping) for r in rows]

@@ -1,0 +1,158 @@
+"""The store's searcher and interactions, wrapped by a request's :class:`~carerecord.access.guard.Guard`.
+
+Wrapping, not editing, ``store/``: :class:`GuardedSearcher` adds the guard's conditions to every
+plan the store's searcher makes (so a page, its cursor, ``_total``, chains and ``_has`` only ever
+walk permitted rows) and filters every match and included resource; :class:`GuardedInteractions`
+checks existing resources before writes, refuses references to patients the caller cannot reach
+(exactly as references to unknown ones) and makes conditional interactions see only what the
+caller may see. The transaction processor takes a GuardedInteractions per request, so every
+entry of a Bundle passes the same checks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Select, func, select
+
+from carerecord.access.guard import Guard
+from carerecord.errors import Gone, NotFound
+from carerecord.fhir.search_query import Query
+from carerecord.store import schema as s
+from carerecord.store.interactions import Interactions, Result
+from carerecord.store.repository import Unit
+from carerecord.store.search import Hit, Plan, Searcher, SearchResult
+
+MAX_INCLUDE_ROUNDS = 4  # _include/_revinclude:iterate rounds (the store's own bound, kept here)
+
+
+class GuardedSearcher(Searcher):
+    """A Searcher whose every query is held to ``guard``'s permitted compartments."""
+
+    def __init__(self, searcher: Searcher, guard: Guard) -> None:
+        super().__init__(searcher.registry)
+        self.compiler = searcher.compiler
+        self.guard = guard
+        self.extra = guard.restriction()
+
+    def plan(self, q: Query) -> Plan:
+        plan = super().plan(q)
+        plan.conds.extend(self.extra)
+        return plan
+
+    def count_query(self, q: Query) -> Select[Any]:
+        """Counts over ``resources`` with the restriction (the store's index-only count would
+        skip it and so count forbidden rows)."""
+        if not self.extra:
+            return super().count_query(q)
+        return select(func.count()).select_from(s.resources).where(*self.where(q))
+
+    def run(self, conn: Connection, q: Query, count: int) -> SearchResult:
+        """One page as the store runs it, its matches and includes filtered by the guard. A
+        filtered page may be shorter than ``count``; its links stay those of the restricted
+        SQL page, so paging goes on honestly. ``_total`` is dropped when the filter removed
+        anything, so it never counts what the caller may not see."""
+        include, revinclude = q.include, q.revinclude
+        q.include, q.revinclude = [], []
+        try:
+            result = super().run(conn, q, count)
+        finally:
+            q.include, q.revinclude = include, revinclude
+        shown = self.guard.hits(conn, result.matches)
+        if len(shown) != len(result.matches):
+            result.total = None
+        result.matches = shown
+        if include or revinclude:
+            result.included = self.includes(conn, q, result.matches)
+        return result
+
+    def includes(self, conn: Connection, q: Query, hits: list[Hit]) -> list[Hit]:
+        """_include/_revinclude as the store does them, but each round filtered by the guard
+        before the next iterates from it, so ``:iterate`` never walks through a resource the
+        caller may not see."""
+        seen = {h.rid for h in hits}
+        out: list[Hit] = []
+        frontier = hits
+        for round_no in range(MAX_INCLUDE_ROUNDS):
+            found: list[Hit] = []
+            for src, code, target, iterate in q.include:
+                if round_no and not iterate:
+                    continue
+                rids = [h.rid for h in frontier if src in ("*", h.res_type)]
+                if rids:
+                    found += self._forward(conn, rids, src, code, target)
+            for src, code, _target, iterate in q.revinclude:
+                if round_no and not iterate:
+                    continue
+                keys = [(h.res_type, h.res_id) for h in frontier]
+                if keys:
+                    found += self._reverse(conn, keys, src, code)
+            fresh = []
+            for h in found:
+                if h.rid not in seen:
+                    seen.add(h.rid)
+                    h.mode = "include"
+                    fresh.append(h)
+            fresh = self.guard.hits(conn, fresh)
+            out += fresh
+            frontier = fresh
+            if not fresh:
+                break
+        return out
+
+
+class GuardedInteractions(Interactions):
+    """The RESTful interactions of one request, held to ``guard``."""
+
+    def __init__(self, inner: Interactions, guard: Guard) -> None:
+        super().__init__(inner.repo, inner.base)
+        self.guard = guard
+        self.searcher = GuardedSearcher(inner.searcher, guard)
+
+    def find(self, conn: Connection, res_type: str, query: str, limit: int = 2) -> list[Hit]:
+        """Conditional matches among what the caller may see only: a forbidden match is no
+        match, exactly as if it did not exist."""
+        return super().find(conn, res_type, query, limit)
+
+    def check_reference_objects(self, unit: Unit, refs: list[tuple[str, dict[str, Any]]],
+                                pending: frozenset[tuple[str, str]] = frozenset()) -> None:
+        """The store's reference check, after the guard's: every resource a transaction is about
+        to write must be visible if it exists, of a type the role may touch, and refer to no
+        patient the caller cannot reach."""
+        for res_type, res_id in sorted(pending):
+            self.guard.check_type(res_type)
+            self.existing(unit, res_type, res_id)
+        self.guard.check_references(unit.conn, refs, self.base, pending)
+        super().check_reference_objects(unit, refs, pending)
+
+    def existing(self, unit: Unit, res_type: str, res_id: str) -> None:
+        """NotFound (as for an unknown resource) unless the current version is visible; a
+        missing or deleted one is left to the store."""
+        try:
+            st = unit.read(res_type, res_id)
+        except (NotFound, Gone):
+            return
+        self.guard.check_existing(unit.conn, st)
+
+    def create(self, unit: Unit, resource: dict[str, Any], res_type: str,
+               if_none_exist: str | None = None, res_id: str | None = None, *,
+               validated: bool = False) -> Result:
+        self.guard.check_type(res_type)
+        return super().create(unit, resource, res_type, if_none_exist, res_id, validated=validated)
+
+    def update(self, unit: Unit, res_type: str, res_id: str, resource: dict[str, Any],
+               if_match: int | None = None, *, validated: bool = False) -> Result:
+        self.guard.check_type(res_type)
+        self.existing(unit, res_type, res_id)
+        return super().update(unit, res_type, res_id, resource, if_match, validated=validated)
+
+    def patch(self, unit: Unit, res_type: str, res_id: str, kind: str, body: Any,
+              if_match: int | None = None) -> Result:
+        self.guard.check_type(res_type)
+        self.existing(unit, res_type, res_id)
+        return super().patch(unit, res_type, res_id, kind, body, if_match)
+
+    def delete(self, unit: Unit, res_type: str, res_id: str, if_match: int | None = None) -> Result:
+        self.guard.check_type(res_type)
+        self.existing(unit, res_type, res_id)
+        return super().delete(unit, res_type, res_id, if_match)
