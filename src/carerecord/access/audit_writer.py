@@ -30,8 +30,9 @@ class AuditUnavailable(Exception):
 class AuditWriter:
     """Appends audit records in batches, one transaction per batch."""
 
-    def __init__(self, store: AuditStore, max_batch: int = 512) -> None:
+    def __init__(self, store: AuditStore, max_batch: int = 512, max_turns: int = 16) -> None:
         self.store = store
+        self.max_turns = max_turns
         self.max_batch = max_batch
         self._pending: list[tuple[Sequence[NewEvent], asyncio.Future[None]]] = []
         self._draining = False
@@ -53,8 +54,21 @@ class AuditWriter:
         """Refuse every later record (what a dead writer looks like to requests)."""
         self.stopped = True
 
+    async def _gather(self) -> None:
+        """Let requests being answered on the event loop right now reach :meth:`record` before
+        the batch is taken: yield to the loop while the queue still grows (a few turns at most),
+        so that one commit serves them all instead of the first one alone."""
+        quiet = 0
+        for _ in range(self.max_turns):
+            before = len(self._pending)
+            await asyncio.sleep(0)
+            quiet = quiet + 1 if len(self._pending) == before else 0
+            if quiet >= 2 or len(self._pending) >= self.max_batch:
+                return
+
     async def _drain(self) -> None:
         try:
+            await self._gather()
             while self._pending:
                 batch: list[tuple[Sequence[NewEvent], asyncio.Future[None]]] = []
                 size = 0

@@ -152,13 +152,15 @@ def facts(scope: Scope, status: int, headers: list[tuple[bytes, bytes]], body: b
     query = scope.get("query_string", b"").decode("latin-1")
     patients = state.get("audit_patients")
     resources = state.get("audit_resources")
-    if patients is None or resources is None:
-        p, r = _from_request(segments, parse_qsl(query, keep_blank_values=True))
+    p, r = _from_request(segments, parse_qsl(query, keep_blank_values=True))
+    if not patients or not resources:  # the guard recorded nothing (yet) for this path
         ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
         if 200 <= status < 300 and b"json" in ctype and body:
             _from_body(body, p, r)
-        patients = sorted(set(p)) if patients is None else patients
-        resources = list(dict.fromkeys(r)) if resources is None else resources
+    # The patient a request names (path, patient/subject parameters) is always audited, even
+    # when the guard refused before recording anything: asking is itself an access attempt.
+    patients = sorted({*p, *(patients or ())})
+    resources = list(dict.fromkeys([*(resources or r)]))
     outcome = state.get("audit_outcome") or (
         SUCCESS if status < 400 else DENIED if status in (401, 403) else ERROR)
     client = scope.get("client")
