@@ -22,6 +22,7 @@ from sqlalchemy import (
     Engine,
     Index,
     Integer,
+    Select,
     Table,
     Text,
     insert,
@@ -114,7 +115,7 @@ def active(conn: Connection, practitioner_role: str, patient_id: str) -> AccessG
     return next((g for g in found if g.kind == BREAK_GLASS), found[0] if found else None)
 
 
-def granted_patients(practitioner_role: str) -> object:
+def granted_patients(practitioner_role: str) -> Select[tuple[str]]:
     """SELECT of the patients this role holds an unexpired grant for (for search restriction)."""
     return select(grants.c.patient_id).where(grants.c.practitioner_role == practitioner_role,
                                              grants.c.expires_us > now_us())

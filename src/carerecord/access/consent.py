@@ -46,7 +46,7 @@ class Sharing:
 
     def refuses(self, organization: str | None, registered: bool) -> bool:
         """Whether the whole record is withheld from ``organization``."""
-        if organization in self.dissent_from and None not in self.dissent_types.get(organization, {None}):
+        if organization in self.dissent_from:
             return True
         return (self.general_dissent and not registered and organization not in self.recorded_by)
 

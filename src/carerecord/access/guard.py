@@ -264,8 +264,7 @@ class Guard:
         elif self.who.kind in (Kind.PATIENT, Kind.PROXY):
             bad = c.c.patient_id.not_in(sorted(self.own_patients()) or [""])
         elif self.who.kind is Kind.STAFF and self.who.role is not None:
-            allowed = relationships.related(self.carer).union(
-                breakglass.granted_patients(self.who.role.practitioner_role))  # type: ignore[arg-type]
+            allowed = relationships.related(self.carer, also=[breakglass.granted_patients(self.who.role.practitioner_role)])
             bad = c.c.patient_id.not_in(allowed)
         else:
             return [literal(False)]

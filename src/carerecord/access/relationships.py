@@ -19,9 +19,10 @@ next request.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Select, and_, literal, or_, select, union
+from sqlalchemy import ColumnElement, CompoundSelect, Select, and_, literal, or_, select, union
 
 from carerecord.store import schema as s
 
@@ -75,10 +76,11 @@ def registered(carer: Carer, patient: str | None = None) -> Select[tuple[str]]:
     return q.where(r.c.res_id == patient) if patient is not None else q
 
 
-def related(carer: Carer, patient: str | None = None) -> Select[tuple[str]]:
+def related(carer: Carer, patient: str | None = None, also: Sequence[Select[tuple[str]]] = ()) -> CompoundSelect:
     """Every patient with a legitimate relationship to ``carer`` (or only ``patient``, to
-    check one): registration or any open link of :data:`OPEN_LINKS`."""
-    parts: list[Select[tuple[str]]] = [registered(carer, patient)]
+    check one): registration or any open link of :data:`OPEN_LINKS`; ``also`` adds further
+    SELECTs of patient ids (the caller's self-claims and break-glass grants)."""
+    parts: list[Select[tuple[str]]] = [registered(carer, patient), *also]
     for res_type, ref_codes, status_code, statuses in OPEN_LINKS:
         links = select(_REF.c.rid).where(_REF.c.pkey.in_([s.param_key(res_type, c) for c in ref_codes]),
                                          _names(carer))
@@ -86,4 +88,4 @@ def related(carer: Carer, patient: str | None = None) -> Select[tuple[str]]:
                                          _TOK.c.code.in_(statuses))
         q = select(_COMP.c.patient_id).where(_COMP.c.rid.in_(links), _COMP.c.rid.in_(open_))
         parts.append(q.where(_COMP.c.patient_id == patient) if patient is not None else q)
-    return union(*parts)  # type: ignore[return-value]
+    return union(*parts)
