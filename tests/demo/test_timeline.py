@@ -17,7 +17,7 @@ def _past_dates(resource: Resource) -> list[str]:
     """The dates of things that have already happened, by resource type."""
     kind = resource["resourceType"]
     if kind == "Encounter":
-        return [resource["period"]["start"], resource["period"]["end"]]
+        return [resource["period"]["start"], *([resource["period"]["end"]] if "end" in resource["period"] else [])]
     if kind == "Observation":
         return [resource["effectiveDateTime"]]
     if kind == "Condition":

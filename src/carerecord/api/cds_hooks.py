@@ -23,11 +23,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from carerecord.api import guarded
 from carerecord.api.auth import principal
 from carerecord.api.needs import needs
+from carerecord.errors import Gone, NotFound
 from carerecord.services.medicines.bundled import bundled
 from carerecord.services.medicines.cds import CdsError, CdsService, Fetch
 from carerecord.services.medicines.store_fetch import StoreFetcher
+from carerecord.store.interactions import check_type
 
 _lock = threading.Lock()
 
@@ -51,17 +54,30 @@ def service(request: Request) -> CdsService:
 
 
 def _guarded_fetch(request: Request, svc: CdsService) -> Fetch | None:
-    """The service's store fetch, refusing (403) any read the caller's scopes do not allow."""
-    store = svc.fetch
-    if store is None:
+    """The service's store fetch, refusing (403) any read the caller's scopes do not allow and
+    held to the request's guard: a patient the caller may not reach reads as unknown (None) and
+    searches see only permitted compartments."""
+    if svc.fetch is None:
         return None
+    ctx = request.app.state.ctx
+    store = StoreFetcher(ctx.repo, ctx.base)
+    store.searcher = guarded.searcher(request)
     access = request.app.state.access
     who = principal(request)
+    g = guarded.guard(request)
 
     def fetch(url: str) -> Mapping[str, Any] | None:
         path, _, query = url.partition("?")
         params = parse_qsl(query)
         access.authorise(who, needs("GET", [s for s in path.split("/") if s], params), params)
+        if not query and "/" in path:
+            res_type, _, res_id = path.partition("/")
+            check_type(res_type)
+            g.check_type(res_type)
+            try:
+                return orjson.loads(guarded.read(request, res_type, res_id).content or b"null")  # type: ignore[no-any-return]
+            except (NotFound, Gone):
+                return None
         return store(url)
     return fetch
 

@@ -29,6 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from carerecord.access.principal import Kind
+from carerecord.api import guarded
 from carerecord.api.auth import principal
 from carerecord.api.cds_hooks import service
 from carerecord.api.http import fhir_response, read_body, response_format
@@ -187,10 +188,11 @@ def _operation(job: Job) -> Callable[[Request], Awaitable[Response]]:
         actor = _actor(request, params)
         ctx = request.app.state.ctx
         now = datetime.now(UTC)
+        ix = guarded.interactions(request)  # the workflow's reads and writes pass the guard
 
         def run(unit: Unit) -> Outcome:
             try:
-                return job(Records(ctx.interactions, unit), params, actor, now)
+                return job(Records(ix, unit), params, actor, now)
             except FhirError as err:
                 raise params.locate(err) from None
         out = await ctx.writes.run(run)
@@ -203,8 +205,20 @@ def _with_id(request_job: Callable[[Records, str, Params, str | None, datetime],
         [Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         rid = request.path_params["id"]
-        return await _operation(lambda r, p, a, n: request_job(r, rid, p, a, n))(request)
+        res_type = request.url.path.split("/")[2]  # /fhir/{type}/{id}/$op
+
+        def job(r: Records, p: Params, a: str | None, n: datetime) -> Outcome:
+            _visible(request, r.unit, res_type, rid)
+            return request_job(r, rid, p, a, n)
+        return await _operation(job)(request)
     return endpoint
+
+
+def _visible(request: Request, unit: Unit, res_type: str, res_id: str) -> None:
+    """NotFound (as for an unknown one) unless the caller may see the operation's instance."""
+    g = guarded.guard(request)
+    g.check_type(res_type)
+    g.shown(unit.conn, unit.read(res_type, res_id))
 
 
 def _checks(request: Request) -> tuple[KnowledgeBase, Resolver]:
@@ -319,7 +333,12 @@ async def prescription(request: Request) -> Response:
     ctx = request.app.state.ctx
     rid = request.path_params["id"]
     media = response_format(request)
-    bundle = await ctx.writes.run(lambda unit: prescription_bundle(Records(ctx.interactions, unit), rid, ctx.base))
+    ix = guarded.interactions(request)
+
+    def run(unit: Unit) -> dict[str, Any]:
+        _visible(request, unit, "MedicationRequest", rid)
+        return prescription_bundle(Records(ix, unit), rid, ctx.base)
+    bundle = await ctx.writes.run(run)
     return fhir_response(bundle, media=media)
 
 
@@ -335,9 +354,12 @@ async def chart(request: Request) -> Response:
         raise Invalid(f"date must be YYYY-MM-DD, not {raw!r}", "date") from None
     now = datetime.now(UTC)
 
+    ix = guarded.interactions(request)
+
     def run(unit: Unit) -> dict[str, Any]:
-        records = Records(ctx.interactions, unit)
+        records = Records(ix, unit)
         records.get("Patient", pid)
+        _visible(request, unit, "Patient", pid)
         return chart_parameters(day, administration.chart(records, pid, day, now))
     return fhir_response(await ctx.writes.run(run), media=media)
 

@@ -162,6 +162,15 @@ def _repeats(rec: Record) -> None:
 def _inpatient(rec: Record) -> None:
     p = rec.person
     rec.resources[0]["identifier"].append({"system": HOSPITAL_NUMBER, "value": f"RZZ{p.index:07d}"})
+    # The admission itself: an open inpatient Encounter at the trust is the ward's legitimate
+    # relationship with the patient (access/relationships.py), as a real admission would be.
+    rec.add({"resourceType": "Encounter", "id": rec.new_id("enc"), "status": "in-progress",
+             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP",
+                       "display": "inpatient encounter"},
+             "subject": rec.subject(), "serviceProvider": ref("Organization", organisations.HOSPITAL_TRUST),
+             "period": {"start": stamp(p.today - timedelta(days=1), 9 * 60)},
+             "location": [{"location": ref("Location", "demo-loc-hospital-ed"), "status": "completed"},
+                          {"location": ref("Location", organisations.ward_location("amu")), "status": "active"}]})
     soluble = codes.MEDICINES["paracetamol"].code.concept()
     _order(rec, soluble, _dosage("1g four times a day", {"frequency": 4, "period": 1, "periodUnit": "d"}, 2, "tablet"),
            days_ago=1, quantity=32, unit="tablet", supply=4, inpatient=True)
