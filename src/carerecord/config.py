@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     base_url: str | None = None  # public base URL of the FHIR API; default http://host:port/fhir
     default_page_size: int = 50
     max_page_size: int = 1000
+    # Limits per caller (api/limits.py): body size, Bundle entries, and a token bucket per
+    # client id and worker (requests per second, burst).
+    max_request_bytes: int = 32 * 1024 * 1024
+    max_bundle_entries: int = 10_000
+    rate_per_second: float = 200.0
+    rate_burst: int = 1000
     validate_profiles: bool = True
     # Audit trail (issue 4): on always; off only to measure its cost (benchmarks/audit.py).
     audit: bool = True

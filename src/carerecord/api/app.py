@@ -23,6 +23,7 @@ from carerecord.api.capability import capability_statement
 from carerecord.api.context import Context
 from carerecord.api.guarded import NoStore
 from carerecord.api.http import JSON, error_response, fhir_response, internal_error, response_format
+from carerecord.api.limits import Limits
 from carerecord.api.validate import validate_operation
 from carerecord.api.writes import WriteQueue
 from carerecord.config import Settings
@@ -158,7 +159,9 @@ def create_app(settings: Settings | None = None, repo: Repository | None = None)
     ctx = Context(settings, repo, interactions, Searcher(repo.registry), None, base,  # type: ignore[arg-type]
                   WriteQueue(repo))
     ctx.processor = TransactionProcessor(interactions, rest.get_in_bundle(ctx))  # type: ignore[arg-type]
-    app = Starlette(routes=routes(), middleware=[Middleware(NoStore), Middleware(AuditTrail), Middleware(BearerAuth)], exception_handlers={
+    app = Starlette(routes=routes(), middleware=[Middleware(NoStore), Middleware(AuditTrail), Middleware(BearerAuth),
+                                                 Middleware(Limits, max_bytes=settings.max_request_bytes,
+                                                            rate=settings.rate_per_second, burst=settings.rate_burst)], exception_handlers={
         FhirError: _fhir_error, HTTPException: _http_error, Exception: _unexpected})
     app.state.ctx = ctx
     app.state.access = Access.build(settings, repo)  # sign-in and tokens; every /fhir route needs one

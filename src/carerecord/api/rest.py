@@ -24,6 +24,7 @@ from carerecord.api.http import (
     read_body,
     response_format,
 )
+from carerecord.api.limits import check_bundle_size
 from carerecord.errors import (
     Forbidden,
     Gone,
@@ -388,6 +389,7 @@ async def transaction(request: Request) -> Response:
     c = ctx(request)
     media = response_format(request)
     body = await read_body(request)
+    check_bundle_size(body, c.settings.max_bundle_entries)
     check_bundle(request, body)  # the caller's scopes must cover every entry
     full = prefer(request, "return") != "minimal"
     # Validation and index extraction happen here, before the write lock is taken.
