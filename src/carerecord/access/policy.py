@@ -18,7 +18,7 @@ Security labels (``meta.security``), http://hl7.org/fhir/R4/security-labels.html
 - A **restricted (S-flagged) patient** is a Patient resource labelled v3 Confidentiality ``R`` or
   ``V`` (PDS's "restricted" flag): see :mod:`carerecord.access.redaction`.
 
-Reviewing this module is a clinical-safety task (hazard log H032-H035).
+Reviewing this module is a clinical-safety task (hazard log H034-H037).
 """
 
 from __future__ import annotations
