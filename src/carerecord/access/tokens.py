@@ -111,6 +111,10 @@ class AccessTokens:
             raise TokenError("The access token has been revoked")
         return claims
 
+    def seen(self, token: str) -> bool:
+        """Whether ``token`` is one of ours that was verified before (in this process)."""
+        return token in self._verified
+
     def principal(self, token: str) -> Principal:
         """The Principal a valid token of ours stands for; TokenError if it is not valid.
         A token seen before skips the signature check (it cannot have changed) but not the

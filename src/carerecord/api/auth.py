@@ -76,6 +76,8 @@ class Access:
 
     def authenticate(self, token: str) -> Principal:
         """The Principal of a bearer token (ours or a trusted provider's); TokenError if none."""
+        if self.tokens.seen(token):  # one of ours, verified before: skip parsing it again
+            return self.tokens.principal(token)
         issuer = unverified_issuer(token)
         if issuer is not None and issuer != self.tokens.issuer and self.providers.handles(issuer):
             return self.providers.principal(token, issuer)
