@@ -199,8 +199,13 @@ class Guard:
     # -- reads ----------------------------------------------------------------------------------
     def shown(self, conn: Connection, st: Stored) -> Stored:
         """``st`` as this caller may see it: NotFound (worded as for an unknown resource) when
-        forbidden, redacted when S-flagged, and noted for the audit trail."""
+        forbidden, redacted when S-flagged, and noted for the audit trail. A trusted system's
+        read is not parsed (the hot path of integrations): the audit middleware finds its
+        patient in the body."""
         assert st.content is not None
+        if self.trusted and self.launch_only() is None:
+            self.noted((), [f"{st.res_type}/{st.res_id}"])
+            return st
         resource = orjson.loads(st.content)
         patients = patient_compartments(resource)
         if not self.may_see(conn, st.res_type, patients, resource):
@@ -225,8 +230,7 @@ class Guard:
     def hits(self, conn: Connection, hits: list[Hit]) -> list[Hit]:
         """The visible hits (matches or includes), S-flagged Patients redacted, noted for audit."""
         if self.trusted and self.launch_only() is None:
-            comps = self._patients_of(conn, hits)
-            self.noted({p for ps in comps.values() for p in ps}, [f"{h.res_type}/{h.res_id}" for h in hits])
+            self.noted((), [f"{h.res_type}/{h.res_id}" for h in hits])
             return hits
         comps = self._patients_of(conn, hits)
         out = []
