@@ -127,12 +127,8 @@ def routes() -> list[Route]:
         *_only(f"/fhir/{t}/_history", r.history_type, ["GET"]),
         *_only(f"/fhir/{t}/_search", r.search_type, ["POST"]),
         *_only(f"/fhir/{t}/$validate", validate_operation, ["POST"]),
-        *_only(f"/fhir/{t}/{i}/_history", r.history_instance, ["GET"]),
-        Route(f"/fhir/{t}/{i}/_history/{{vid}}", r.vread, methods=["GET"]),
-        *_only(f"/fhir/{t}/{i}/$validate", validate_operation, ["POST"]),
-        *_only("/fhir/Patient/{id}/$access-log", access_log, ["GET"]),
-        *medicines.routes(),  # the medicines operations, before the compartment search takes the GETs
-        Route("/fhir/{comp}/{id}/{type}", r.search_compartment, methods=["GET"]),
+        # Reads and searches, the bulk of requests, before the longer paths (which have 3 or more
+        # segments, so none of them can be taken by these 1- and 2-segment patterns).
         Route(f"/fhir/{t}/{i}", r.read, methods=["GET", "HEAD"]),
         Route(f"/fhir/{t}/{i}", r.update, methods=["PUT"]),
         Route(f"/fhir/{t}/{i}", r.delete, methods=["DELETE"]),
@@ -142,6 +138,12 @@ def routes() -> list[Route]:
         Route(f"/fhir/{t}", r.conditional_update, methods=["PUT"]),
         Route(f"/fhir/{t}", r.conditional_delete, methods=["DELETE"]),
         Route(f"/fhir/{t}", r.patch, methods=["PATCH"]),
+        *_only(f"/fhir/{t}/{i}/_history", r.history_instance, ["GET"]),
+        Route(f"/fhir/{t}/{i}/_history/{{vid}}", r.vread, methods=["GET"]),
+        *_only(f"/fhir/{t}/{i}/$validate", validate_operation, ["POST"]),
+        *_only("/fhir/Patient/{id}/$access-log", access_log, ["GET"]),
+        *medicines.routes(),  # the medicines operations, before the compartment search takes the GETs
+        Route("/fhir/{comp}/{id}/{type}", r.search_compartment, methods=["GET"]),
         Route("/", root),
         Route("/healthz", health),
         *[x for x in sign_in if not x.path.startswith("/fhir/")],
