@@ -102,6 +102,11 @@ class Guard:
     def organization(self) -> str | None:
         return self.who.role.organization if self.who.role else None
 
+    def unrestricted(self) -> bool:
+        """A trusted system not held to a launch patient: it may see everything, so its reads
+        need no look at the record (the integrations' hot path)."""
+        return self.trusted and self.launch_only() is None
+
     def launch_only(self) -> str | None:
         """The launch patient a patient-context-only token is held to ("" if it has none)."""
         contexts = {item.context for item in self.who.scopes.resources}
@@ -197,7 +202,7 @@ class Guard:
             raise Forbidden("The selected role gives no access to the record")
 
     # -- reads ----------------------------------------------------------------------------------
-    def shown(self, conn: Connection, st: Stored) -> Stored:
+    def shown(self, conn: Connection | None, st: Stored) -> Stored:
         """``st`` as this caller may see it: NotFound (worded as for an unknown resource) when
         forbidden, redacted when S-flagged, and noted for the audit trail. A trusted system's
         read is not parsed (the hot path of integrations): the audit middleware finds its
@@ -206,6 +211,7 @@ class Guard:
         if self.trusted and self.launch_only() is None:
             self.noted((), [f"{st.res_type}/{st.res_id}"])
             return st
+        assert conn is not None, "a restricted caller's read is checked against the record"
         resource = orjson.loads(st.content)
         patients = patient_compartments(resource)
         if not self.may_see(conn, st.res_type, patients, resource):

@@ -70,6 +70,8 @@ def read(request: Request, res_type: str, res_id: str) -> Stored:
     """The current version as the caller may see it (404 as for an unknown one otherwise; a
     deletion is 410 only to those who could see what was deleted)."""
     c, g = _ctx(request), guard(request)
+    if g.unrestricted():  # a trusted system: nothing of the record to check, so the raw read
+        return g.shown(None, c.repo.read(res_type, res_id))  # (Gone is 410 for it, as before)
     with c.repo.reading() as conn:
         try:
             st = c.repo.read(res_type, res_id, conn=conn)
