@@ -78,10 +78,11 @@ class AuditWriter:
                     size += len(item[0])
                 rows = [e for events, _ in batch for e in events]
                 try:
-                    if self.store.postgres:  # a network round trip: off the event loop
+                    # A local SQLite append takes about as long as a thread hop, so it runs
+                    # inline when no other writer holds the file; waiting (or PostgreSQL's
+                    # round trip) happens in a thread, never on the event loop.
+                    if self.store.postgres or not self.store.try_append(rows):
                         await anyio.to_thread.run_sync(self.store.append, rows)
-                    else:  # a local append of a few hundred microseconds: a thread hop costs as much
-                        self.store.append(rows)
                 except Exception as exc:  # noqa: BLE001 - every request of the batch is answered 503
                     log.exception("audit commit failed for %d record(s)", len(rows))
                     for _, fut in batch:

@@ -21,6 +21,7 @@ from carerecord.fhir.search_params import SearchParamRegistry
 from carerecord.store import schema as s
 from carerecord.store.prepare import Prepared, check, prepare
 from carerecord.store.records import Stored, now_us
+from carerecord.store.writer_lock import writing
 
 _R, _V = s.resources, s.resource_versions
 @dataclass(slots=True)
@@ -347,8 +348,9 @@ class Repository:
 
     @contextmanager
     def unit(self) -> Iterator[Unit]:
-        """A write transaction: commits when the block ends normally, rolls back on any error."""
-        with self.engine.connect() as conn:
+        """A write transaction: commits when the block ends normally, rolls back on any error.
+        On SQLite the process-shared writer lock is taken first (store/writer_lock.py)."""
+        with writing(self.engine), self.engine.connect() as conn:
             conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
                 unit = Unit(self, conn)
