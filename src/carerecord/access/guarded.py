@@ -11,6 +11,7 @@ entry of a Bundle passes the same checks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, Select, func, select
@@ -22,8 +23,6 @@ from carerecord.store import schema as s
 from carerecord.store.interactions import Interactions, Result
 from carerecord.store.repository import Unit
 from carerecord.store.search import Hit, Plan, Searcher, SearchResult
-
-MAX_INCLUDE_ROUNDS = 4  # _include/_revinclude:iterate rounds (the store's own bound, kept here)
 
 
 class GuardedSearcher(Searcher):
@@ -66,39 +65,12 @@ class GuardedSearcher(Searcher):
             result.included = self.includes(conn, q, result.matches)
         return result
 
-    def includes(self, conn: Connection, q: Query, hits: list[Hit]) -> list[Hit]:
+    def includes(self, conn: Connection, q: Query, hits: list[Hit],
+                 admit: Callable[[list[Hit]], list[Hit]] | None = None) -> list[Hit]:
         """_include/_revinclude as the store does them, but each round filtered by the guard
         before the next iterates from it, so ``:iterate`` never walks through a resource the
         caller may not see."""
-        seen = {h.rid for h in hits}
-        out: list[Hit] = []
-        frontier = hits
-        for round_no in range(MAX_INCLUDE_ROUNDS):
-            found: list[Hit] = []
-            for src, code, target, iterate in q.include:
-                if round_no and not iterate:
-                    continue
-                rids = [h.rid for h in frontier if src in ("*", h.res_type)]
-                if rids:
-                    found += self._forward(conn, rids, src, code, target)
-            for src, code, _target, iterate in q.revinclude:
-                if round_no and not iterate:
-                    continue
-                keys = [(h.res_type, h.res_id) for h in frontier]
-                if keys:
-                    found += self._reverse(conn, keys, src, code)
-            fresh = []
-            for h in found:
-                if h.rid not in seen:
-                    seen.add(h.rid)
-                    h.mode = "include"
-                    fresh.append(h)
-            fresh = self.guard.hits(conn, fresh)
-            out += fresh
-            frontier = fresh
-            if not fresh:
-                break
-        return out
+        return super().includes(conn, q, hits, lambda fresh: self.guard.hits(conn, fresh))
 
 
 class GuardedInteractions(Interactions):

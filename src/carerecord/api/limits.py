@@ -6,7 +6,7 @@
 - **Bundle size**: a transaction or batch of more than ``Settings.max_bundle_entries`` entries
   is a 413 (:func:`check_bundle_size`), before anything is staged.
 - **``_count``** is capped at ``Settings.max_page_size`` with honest paging (``rest.run_search``);
-  **``_include:iterate``** runs at most ``access.guarded.MAX_INCLUDE_ROUNDS`` rounds.
+  **``_include:iterate``** runs at most ``store.search.INCLUDE_ROUNDS`` rounds.
 - **Rate**: an in-process token bucket per client id (the token's ``client_id``) and worker:
   ``rate_per_second`` refilled up to ``rate_burst``; an empty bucket is a 429 with Retry-After
   (seconds until a token is back). System clients (``system/`` scopes: trusted integrations,

@@ -10,6 +10,7 @@ while data changes. Included resources are fetched for the page only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -354,6 +355,7 @@ def _by_rid(cond: ColumnElement[bool], table: FromClause) -> ColumnElement[bool]
 # How selective a clause usually is (lower drives the query). A reference to one resource or
 # an identifier finds a handful of rows; a code or name prefix more; a date range most.
 _DAY = 86400_000000  # microseconds
+INCLUDE_ROUNDS = 4  # _include/_revinclude:iterate rounds at most (a bound on one request's work)
 _RANK = {"reference": 1, "token": 3, "uri": 3, "string": 4, "composite": 4, "quantity": 5,
          "number": 5, "date": 7}
 
@@ -652,12 +654,15 @@ class Searcher:
                .scalar_subquery())
         return sub, desc
 
-    def includes(self, conn: Connection, q: Query, hits: list[Hit]) -> list[Hit]:
-        """_include and _revinclude (with :iterate, up to 4 rounds) for a page of matches."""
+    def includes(self, conn: Connection, q: Query, hits: list[Hit],
+                 admit: Callable[[list[Hit]], list[Hit]] | None = None) -> list[Hit]:
+        """_include and _revinclude (with :iterate, up to INCLUDE_ROUNDS rounds) for a page of
+        matches. ``admit`` filters each round's new resources before the next round iterates
+        from them (the access guard's hook, so :iterate never walks through a hidden one)."""
         seen = {h.rid for h in hits}
         out: list[Hit] = []
         frontier = hits
-        for round_no in range(4):
+        for round_no in range(INCLUDE_ROUNDS):
             found: list[Hit] = []
             for src, code, target, iterate in q.include:
                 if round_no and not iterate:
@@ -677,6 +682,8 @@ class Searcher:
                     seen.add(h.rid)
                     h.mode = "include"
                     fresh.append(h)
+            if admit is not None:
+                fresh = admit(fresh)
             out += fresh
             frontier = fresh
             if not fresh:
