@@ -67,7 +67,9 @@ def verify(records: Records, task_id: str, pharmacist: str | None, now: datetime
     if order.get("status") != "active":
         raise Unprocessable(f"MedicationRequest/{order['id']} is {order.get('status')}, not active",
                             "MedicationRequest.status")
-    pid = str(order["subject"]["reference"]).split("/", 1)[-1]
+    pid = reference_id(order.get("subject"), "Patient")
+    if pid is None:
+        raise Unprocessable(f"MedicationRequest/{order['id']} names no Patient", "MedicationRequest.subject")
     records.lock_patient(pid)
     findings, result = recheck_gate(records, order, pid, now, kb, resolver, overrides or {}, pharmacist)
     if not result.can_sign:

@@ -30,7 +30,7 @@ from carerecord.services.medicines.findings import Finding, Severity
 from carerecord.services.medicines.knowledge import KnowledgeBase
 from carerecord.services.medicines.order import order_from
 from carerecord.services.medicines.outcome import gate
-from carerecord.services.medicines.records import Records
+from carerecord.services.medicines.records import Records, reference_id
 from carerecord.services.medicines.resolve import Resolver
 
 
@@ -43,9 +43,9 @@ def prescription_family(records: Records, order: Mapping[str, Any]) -> list[dict
     from ``order`` itself when it is the authorisation): the orders for one prescription."""
     family: dict[str, dict[str, Any]] = {_ref(order): dict(order)}
     for based in order.get("basedOn", ()):
-        ref = str(based.get("reference", ""))
-        if ref.startswith("MedicationRequest/") and (found := records.read("MedicationRequest", ref[18:])):
-            family[ref] = found
+        auth_id = reference_id(based, "MedicationRequest")
+        if auth_id is not None and (found := records.read("MedicationRequest", auth_id)):
+            family[f"MedicationRequest/{auth_id}"] = found
     roots = set(family)
     subject = quote(str(order["subject"]["reference"]), safe="/")
     for issue in records.search("MedicationRequest", f"subject={subject}&intent=instance-order"):
