@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import cProfile
 import pstats
 import random
@@ -148,6 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--count", type=int, default=3000, help="reads or creates for read/create")
     p.add_argument("--seconds", type=int, default=5, help="duration of the http-* load")
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--no-audit", dest="audit", action="store_false", help="http-*: audit off (to compare)")
     a = p.parse_args(args)
     tmp = Path(tempfile.mkdtemp(prefix="carerecord-profile."))
     try:
@@ -208,8 +210,14 @@ def _http(a: argparse.Namespace, url: str, keys: list[Any], prof: cProfile.Profi
     from carerecord.api.app import create_app
     from carerecord.config import Settings
 
+    from benchmarks.server import TOKEN_ENV
+    from carerecord.access.tokens import mint_system_token
+
     port = free_port()
-    app = create_app(Settings(database=url, host="127.0.0.1", port=port))
+    app = create_app(Settings(database=url, host="127.0.0.1", port=port, audit=a.audit))
+    # The real path: a signed system token (sign-in and the guard on), and audit as asked.
+    os.environ[TOKEN_ENV] = mint_system_token(app.state.ctx.repo.engine, "system/*.*",
+                                              audience=f"http://127.0.0.1:{port}/fhir", client_id="profile")
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            access_log=False, lifespan="off"))
     lua = Path(__file__).with_name("lua")

@@ -12,6 +12,7 @@ import orjson
 import pytest
 from sqlalchemy import Engine
 
+from carerecord.access.audit import balp
 from carerecord.access.audit_store import AuditStore
 from carerecord.access.grants import Grantee
 from carerecord.access.tokens import AccessTokens
@@ -52,7 +53,7 @@ def store(engine: Engine) -> AuditStore:
 
 
 def events_after(store: AuditStore, seq: int) -> list[dict[str, Any]]:
-    return [orjson.loads(e.content) for e in store.since(seq)]
+    return [balp(e.seq, e.recorded_us, e.patient, e.content) for e in store.since(seq)]
 
 
 def gp(engine: Engine, live_server: str) -> str:
@@ -94,6 +95,23 @@ def test_a_search_gives_one_event_per_patient_with_the_query(world: httpx.Client
         assert "_include=Observation" in base64.b64decode(query).decode()
         assert event["purposeOfEvent"][0]["coding"][0]["code"] == "HOPERAT"  # the system token
         assert [i for i in validate(event) if i.severity in ("error", "fatal")] == []
+    # Each patient's event lists that patient's resources, not the whole page's.
+    own = {entity_refs(e, "1")[0]: entity_refs(e, "4") for e in events}
+    assert own == {"Patient/pat-a": ["Observation/obs-a"], "Patient/pat-b": ["Observation/obs-b"]}
+
+
+def test_a_system_read_names_the_patient_of_the_resource(world: httpx.Client, store: AuditStore) -> None:
+    before = store.last_seq()
+    assert world.get("/Observation/obs-b").status_code == 200
+    [event] = events_after(store, before)
+    assert entity_refs(event, "1") == ["Patient/pat-b"] and entity_refs(event, "4") == ["Observation/obs-b"]
+    assert [i for i in validate(event) if i.severity in ("error", "fatal")] == []
+
+
+def test_rows_stored_as_whole_audit_events_are_still_read() -> None:
+    """Rows written before audit records were compact hold the AuditEvent JSON itself."""
+    event = {"resourceType": "AuditEvent", "id": "old", "action": "R", "outcome": "0"}
+    assert balp(7, 0, "pat-a", orjson.dumps(event).decode()) == event
 
 
 def test_a_write_is_audited_as_create_about_its_patient(world: httpx.Client, store: AuditStore) -> None:
@@ -187,7 +205,7 @@ def test_a_break_glass_reason_appears_in_the_log(store: AuditStore, world: httpx
                     SelectedRole("PractitionerRole/r1", "paramedic", ORG, frozenset()), display="Dr Ann Smith")
     [row] = audit_events(Facts("GET", "/Patient/pat-a", "", 200, who, ["pat-a"], ["Patient/pat-a"], "success",
                                "break-glass:unconscious patient", 0))
-    event = orjson.loads(row.content)
+    event = balp(1, row.recorded_us, row.patient, row.content)
     assert event["purposeOfEvent"][0]["coding"][0]["code"] == "ETREAT"
     assert not [i for i in validate(event) if i.severity in ("error", "fatal")]
     said = sentence(event, "pat-a", lambda ref: "Riverside Surgery")

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -77,6 +78,7 @@ class Facts:
     client_address: str | None = None
     server: str = "carerecord"
     extra: dict[str, str] = field(default_factory=dict)
+    links: Mapping[str, Sequence[str]] | None = None  # resource -> the patients it belongs to
 
 
 def interaction(method: str, path: str) -> tuple[str, str | None]:
@@ -102,11 +104,12 @@ def interaction(method: str, path: str) -> tuple[str, str | None]:
     return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, "operation"), None
 
 
-def purpose(reason: str | None, principal: Principal | None) -> dict[str, object]:
-    """AuditEvent.purposeOfEvent for an access basis (derived from the kind of caller when the
-    guard gave none)."""
-    if reason is None and principal is not None:
-        reason = {Kind.PATIENT: "self", Kind.PROXY: "proxy", Kind.SYSTEM: "system"}.get(principal.kind, "treatment")
+def purpose(reason: str | None, kind: str | None) -> dict[str, object]:
+    """AuditEvent.purposeOfEvent for an access basis (derived from the kind of caller, a
+    :class:`Kind` value, when the guard gave none)."""
+    if reason is None and kind is not None:
+        reason = {Kind.PATIENT.value: "self", Kind.PROXY.value: "proxy",
+                  Kind.SYSTEM.value: "system"}.get(kind, "treatment")
     reason = reason or "unknown"
     if reason.startswith("break-glass"):
         code, display = "ETREAT", "Emergency Treatment"
@@ -131,94 +134,147 @@ def _outcome_code(outcome: str, status: int) -> str:
     return "8"
 
 
-def _agents(f: Facts) -> list[dict[str, object]]:
-    p = f.principal
+def _agents(r: dict[str, Any]) -> list[dict[str, object]]:
+    kind = r.get("k")
     agents: list[dict[str, object]] = []
-    if p is not None and p.kind is not Kind.SYSTEM:
+    if kind is not None and kind != Kind.SYSTEM.value:
         user: dict[str, object] = {
             "type": {"coding": [{"system": PARTICIPATION, "code": "IRCP", "display": "information recipient"}]},
-            "who": {"reference": p.subject, **({"display": p.display} if p.display else {})},
-            "requestor": True, "policy": [p.token_id]}
-        if p.role is not None:
-            known = _ROLES.roles.get(p.role.role)
-            user["role"] = [{"coding": [{"system": ROLE_SYSTEM, "code": p.role.role,
-                                         "display": known.title if known else p.role.role}],
-                             "text": p.role.practitioner_role}]
-            user["altId"] = p.role.practitioner_role
+            "who": {"reference": r["sub"], **({"display": r["dn"]} if r.get("dn") else {})},
+            "requestor": True, "policy": [r["tok"]]}
+        if r.get("role") is not None:
+            known = _ROLES.roles.get(r["role"])
+            user["role"] = [{"coding": [{"system": ROLE_SYSTEM, "code": r["role"],
+                                         "display": known.title if known else r["role"]}],
+                             "text": r["prole"]}]
+            user["altId"] = r["prole"]
         agents.append(user)
-        if p.role is not None and p.role.organization:
+        if r.get("role") is not None and r.get("org"):
             agents.append({"type": {"coding": [{"system": PARTICIPATION, "code": "PROV",
                                                 "display": "healthcare provider"}]},
-                           "who": {"reference": p.role.organization}, "requestor": False})
-    elif p is None:
+                           "who": {"reference": r["org"]}, "requestor": False})
+    elif kind is None:
         agents.append({"type": {"coding": [{"system": PARTICIPATION, "code": "IRCP",
                                             "display": "information recipient"}]},
                        "who": {"display": "an unauthenticated caller"}, "requestor": True})
+    system = kind == Kind.SYSTEM.value
     client: dict[str, object] = {
         "type": {"coding": [{"system": DCM, "code": "110153", "display": "Source Role ID"}]},
-        "who": {"identifier": {"system": "urn:ietf:rfc:6749", "value": p.client_id if p else "unknown"}},
-        "requestor": p is not None and p.kind is Kind.SYSTEM}
-    if p is not None and p.kind is Kind.SYSTEM:
-        client["policy"] = [p.token_id]
-    if f.client_address:
-        client["network"] = {"address": f.client_address, "type": "2"}
+        "who": {"identifier": {"system": "urn:ietf:rfc:6749", "value": r.get("cid") or "unknown"}},
+        "requestor": system}
+    if system:
+        client["policy"] = [r["tok"]]
+    if r.get("ip"):
+        client["network"] = {"address": r["ip"], "type": "2"}
     agents.append(client)
     agents.append({"type": {"coding": [{"system": DCM, "code": "110152", "display": "Destination Role ID"}]},
-                   "who": {"display": f.server}, "requestor": False})
+                   "who": {"display": r["srv"]}, "requestor": False})
     return agents
 
 
-def _entities(f: Facts, patient: str | None, code: str) -> list[dict[str, object]]:
+def _entities(r: dict[str, Any], patient: str | None) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     if patient is not None:
         out.append({"what": {"reference": f"Patient/{patient}"},
                     "type": {"system": ENTITY_TYPE, "code": "1", "display": "Person"},
                     "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"}})
-    for ref in f.resources:
+    for ref in r.get("r", ()):
         if patient is not None and ref == f"Patient/{patient}":
             continue
         out.append({"what": {"reference": ref},
                     "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
                     "role": {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"}})
-    if code.startswith("search") and f.query:
+    if r.get("q"):
         out.append({"type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
                     "role": {"system": OBJECT_ROLE, "code": "24", "display": "Query"},
-                    "query": base64.b64encode(f.query.encode()).decode("ascii")})
+                    "query": base64.b64encode(r["q"].encode()).decode("ascii")})
     return out
 
 
-def audit_event(f: Facts, patient: str | None, recorded: str) -> dict[str, object]:
-    """The AuditEvent of ``f`` about ``patient`` (None: about no patient)."""
+def audit_record(f: Facts) -> dict[str, Any]:
+    """The compact record of ``f`` that is stored (one per patient, with that patient's
+    resources in ``r``): every fact the BALP AuditEvent is made of, and nothing derived.
+    Storing this instead of the AuditEvent keeps an audited request cheap (the event is a few
+    kilobytes of JSON, most of it constant codings); :func:`balp` rebuilds the event."""
     code, op = interaction(f.method, f.path)
-    subtype = [{"system": INTERACTION, "code": code}]
+    p = f.principal
+    r: dict[str, Any] = {"i": code, "m": f.method, "p": f.path, "s": f.status, "o": f.outcome,
+                         "b": f.reason, "srv": f.server}
     if op:
-        subtype.append({"system": "urn:ietf:rfc:3986", "code": f"${op}"})
-    outcome = _outcome_code(f.outcome, f.status)
-    event: dict[str, object] = {
-        "resourceType": "AuditEvent", "id": str(uuid.uuid4()),
+        r["op"] = op
+    if code.startswith("search") and f.query:
+        r["q"] = f.query
+    if p is not None:
+        r.update(k=p.kind.value, sub=p.subject, tok=p.token_id, cid=p.client_id)
+        if p.display:
+            r["dn"] = p.display
+        if p.role is not None:
+            r.update(role=p.role.role, prole=p.role.practitioner_role, org=p.role.organization)
+    else:
+        r["k"] = None
+    if f.client_address:
+        r["ip"] = f.client_address
+    return r
+
+
+def event_id(server: str, seq: int) -> str:
+    """The id of the AuditEvent of audit row ``seq``: a UUID derived from the server and the
+    row, so the same row always gives the same id (fullUrl urn:uuid:...)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{server}/audit/{seq}"))
+
+
+def balp(seq: int, recorded_us: int, patient: str | None, content: str) -> dict[str, Any]:
+    """The BALP AuditEvent of one stored audit row. Rows written before records were compact
+    hold the AuditEvent itself, which is returned as it is."""
+    r: dict[str, Any] = orjson.loads(content)
+    if "resourceType" in r:
+        return r
+    code = r["i"]
+    subtype: list[dict[str, str]] = [{"system": INTERACTION, "code": code}]
+    if r.get("op"):
+        subtype.append({"system": "urn:ietf:rfc:3986", "code": f"${r['op']}"})
+    outcome = _outcome_code(r["o"], r["s"])
+    event: dict[str, Any] = {
+        "resourceType": "AuditEvent", "id": event_id(r["srv"], seq),
         "type": {"system": EVENT_TYPE, "code": "rest", "display": "RESTful Operation"},
-        "subtype": subtype, "action": _ACTION.get(code, "E"), "recorded": recorded,
-        "outcome": outcome, "purposeOfEvent": [purpose(f.reason, f.principal)],
-        "agent": _agents(f),
-        "source": {"site": f.server, "observer": {"display": f.server},
+        "subtype": subtype, "action": _ACTION.get(code, "E"), "recorded": iso_instant(recorded_us),
+        "outcome": outcome, "purposeOfEvent": [purpose(r.get("b"), r.get("k"))],
+        "agent": _agents(r),
+        "source": {"site": r["srv"], "observer": {"display": r["srv"]},
                    "type": [{"system": SOURCE_TYPE, "code": "4", "display": "Application Server"}]},
-        "entity": _entities(f, patient, code)}
+        "entity": _entities(r, patient)}
     if outcome != "0":
-        event["outcomeDesc"] = (f"{'denied' if f.outcome == DENIED else 'failed'}: HTTP {f.status} "
-                                f"on {f.method} {f.path}")
+        event["outcomeDesc"] = (f"{'denied' if r['o'] == DENIED else 'failed'}: HTTP {r['s']} "
+                                f"on {r['m']} {r['p']}")
     if not event["entity"]:
         del event["entity"]
     return event
 
 
 def audit_events(f: Facts) -> list[NewEvent]:
-    """The rows to append for ``f``: one per patient, or one about no patient."""
-    recorded = iso_instant(f.recorded_us)
+    """The rows to append for ``f``: one per patient, or one about no patient. Where the guard
+    said which patients each resource belongs to (``f.links``), a patient's row lists only
+    their own resources (and those of no patient); otherwise every row lists all of them."""
     agent = f.principal.subject if f.principal else "anonymous"
-    out = []
+    action = _ACTION.get(interaction(f.method, f.path)[0], "E")
+    outcome = _outcome_code(f.outcome, f.status)
+    base = audit_record(f)
     wanted: list[str | None] = [*dict.fromkeys(f.patients)] or [None]
+    links = f.links
+    if len(wanted) == 1 or links is None:
+        base["r"] = list(f.resources)
+        content = orjson.dumps(base).decode()
+        return [NewEvent(f.recorded_us, p, agent, outcome, action, content) for p in wanted]
+    own: dict[str, list[str]] = {}
+    shared: list[str] = []
+    for ref in f.resources:
+        patients = links.get(ref)
+        if not patients:
+            shared.append(ref)
+        for p in patients or ():
+            own.setdefault(p, []).append(ref)
+    out = []
     for patient in wanted:
-        event = audit_event(f, patient, recorded)
-        out.append(NewEvent(f.recorded_us, patient, agent, str(event["outcome"]), str(event["action"]),
-                            orjson.dumps(event).decode()))
+        base["r"] = [*own.get(patient or "", ()), *shared]
+        out.append(NewEvent(f.recorded_us, patient, agent, outcome, action, orjson.dumps(base).decode()))
     return out

@@ -44,7 +44,7 @@ audit_log = Table(
     Column("agent", Text, nullable=False),  # fhirUser or client id of who acted
     Column("outcome", Text, nullable=False),  # AuditEvent.outcome: 0 | 4 | 8
     Column("action", Text, nullable=False),  # AuditEvent.action: C R U D E
-    Column("content", Text, nullable=False),  # the AuditEvent JSON
+    Column("content", Text, nullable=False),  # the compact record (access/audit.py audit_record)
     Column("hash", Text, nullable=False),  # SHA-256 of the previous hash + canonical content
     Index("ix_audit_patient", "patient", "seq"),
 )
@@ -55,7 +55,7 @@ _PG_LOCK = 0x6175646974  # "audit"
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
-    """An AuditEvent to append: its indexed columns and its JSON text."""
+    """An audit row to append: its indexed columns and its compact record (JSON text)."""
 
     recorded_us: int
     patient: str | None
@@ -67,8 +67,12 @@ class NewEvent:
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
+    """One stored audit row; ``access.audit.balp(seq, recorded_us, patient, content)`` is its
+    AuditEvent."""
+
     seq: int
     recorded_us: int
+    patient: str | None
     content: str
 
 
@@ -147,17 +151,17 @@ class AuditStore:
         """The newest ``limit`` events about ``patient``, newest first."""
         a = audit_log.c
         with self.engine.connect() as conn:
-            rows = conn.execute(select(a.seq, a.recorded_us, a.content).where(a.patient == patient)
+            rows = conn.execute(select(a.seq, a.recorded_us, a.patient, a.content).where(a.patient == patient)
                                 .order_by(a.seq.desc()).limit(limit)).all()
-        return [StoredEvent(r[0], r[1], r[2]) for r in rows]
+        return [StoredEvent(*r) for r in rows]
 
     def since(self, seq: int) -> list[StoredEvent]:
         """Every event after ``seq``, oldest first (for tests and tools)."""
         a = audit_log.c
         with self.engine.connect() as conn:
-            rows = conn.execute(select(a.seq, a.recorded_us, a.content).where(a.seq > seq)
+            rows = conn.execute(select(a.seq, a.recorded_us, a.patient, a.content).where(a.seq > seq)
                                 .order_by(a.seq)).all()
-        return [StoredEvent(r[0], r[1], r[2]) for r in rows]
+        return [StoredEvent(*r) for r in rows]
 
     def last_seq(self) -> int:
         with self.engine.connect() as conn:

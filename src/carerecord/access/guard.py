@@ -205,11 +205,15 @@ class Guard:
     def shown(self, conn: Connection | None, st: Stored) -> Stored:
         """``st`` as this caller may see it: NotFound (worded as for an unknown resource) when
         forbidden, redacted when S-flagged, and noted for the audit trail. A trusted system's
-        read is not parsed (the hot path of integrations): the audit middleware finds its
-        patient in the body."""
+        read is not parsed (the hot path of integrations): its patients are those the read
+        looked up (``st.patients``)."""
         assert st.content is not None
         if self.trusted and self.launch_only() is None:
-            self.noted((), [f"{st.res_type}/{st.res_id}"])
+            if st.patients is None:  # not looked up: the audit middleware reads the body
+                self.state["audit_resources"].append(f"{st.res_type}/{st.res_id}")
+                self.state["audit_outcome"], self.state["audit_reason"] = "success", SYSTEM
+            else:
+                self.noted(st.patients, [f"{st.res_type}/{st.res_id}"])
             return st
         assert conn is not None, "a restricted caller's read is checked against the record"
         resource = orjson.loads(st.content)
@@ -235,10 +239,11 @@ class Guard:
 
     def hits(self, conn: Connection, hits: list[Hit]) -> list[Hit]:
         """The visible hits (matches or includes), S-flagged Patients redacted, noted for audit."""
-        if self.trusted and self.launch_only() is None:
-            self.noted((), [f"{h.res_type}/{h.res_id}" for h in hits])
-            return hits
         comps = self._patients_of(conn, hits)
+        if self.trusted and self.launch_only() is None:
+            for h in hits:
+                self.noted(comps.get(h.rid, ()), [f"{h.res_type}/{h.res_id}"])
+            return hits
         out = []
         for h in hits:
             patients = comps.get(h.rid, [])
@@ -327,8 +332,14 @@ class Guard:
 
     # -- audit ----------------------------------------------------------------------------------
     def noted(self, patients: Iterable[str], resources: list[str]) -> None:
+        """Record for the audit trail that ``resources`` (of ``patients``) were reached; the
+        links say which patient's audit record lists which resource."""
+        patients = tuple(patients)
         self.state["audit_patients"].update(patients)
         self.state["audit_resources"].extend(resources)
+        links = self.state.setdefault("audit_links", {})
+        for ref in resources:
+            links[ref] = patients
         if self.state.get("audit_outcome") != "denied":
             self.state["audit_outcome"] = "success"
         self.state["audit_reason"] = self.basis()

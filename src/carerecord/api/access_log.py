@@ -2,7 +2,8 @@
 organisation and why, in plain words (issue 4, audit).
 
 The answer is a ``searchset`` Bundle of the patient's AuditEvents, newest first (at most
-``_count``, default 100, ceiling 1000). Each AuditEvent is the stored BALP event with a
+``_count``, default 100, ceiling 1000). Each AuditEvent is the BALP event of a stored audit
+record (access/audit.py ``balp``) with a
 generated narrative (``text``) that says what happened in a sentence
 (access/access_log.py), so any FHIR viewer shows the plain words and a program still has the
 coded event. Who may ask: the patient themselves, a proxy for a patient they were granted,
@@ -21,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from carerecord.access.access_log import may_view, narrative, sentence
+from carerecord.access.audit import balp
 from carerecord.access.audit_store import AuditStore
 from carerecord.api.auth import principal
 from carerecord.api.context import Context
@@ -68,7 +70,7 @@ def _log(ctx: Context, patient: str, count: int) -> dict[str, Any]:
     names = _names(ctx)
     entries = []
     for stored in events:
-        event = orjson.loads(stored.content)
+        event = balp(stored.seq, stored.recorded_us, stored.patient, stored.content)
         event["text"] = narrative(sentence(event, patient, names))
         entries.append({"fullUrl": f"urn:uuid:{event['id']}", "resource": event, "search": {"mode": "match"}})
     return {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}

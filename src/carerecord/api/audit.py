@@ -11,8 +11,9 @@ OperationOutcome and none of the data. The cost is that responses are buffered w
 are already built in memory by the handlers).
 
 What was touched comes from the guard through the request state (``audit_patients``,
-``audit_resources``, ``audit_outcome``, ``audit_reason``; see docs/architecture.md). Until the
-guard sets them they are derived here: patients from the path (``Patient/{id}``...), from
+``audit_resources``, ``audit_links`` (which patients each resource belongs to, so a patient's
+record lists their own resources), ``audit_outcome``, ``audit_reason``; see
+docs/architecture.md). Where the guard set none they are derived here: patients from the path (``Patient/{id}``...), from
 ``patient``/``subject`` search parameters and from the Patient compartment of every resource
 in a JSON response body (so ``_include``d and ``_revinclude``d resources count); resources from
 the path and the response body; the outcome from the status code.
@@ -152,8 +153,10 @@ def facts(scope: Scope, status: int, headers: list[tuple[bytes, bytes]], body: b
     query = scope.get("query_string", b"").decode("latin-1")
     patients = state.get("audit_patients")
     resources = state.get("audit_resources")
-    p, r = _from_request(segments, parse_qsl(query, keep_blank_values=True))
-    if not patients or not resources:  # the guard recorded nothing (yet) for this path
+    links = state.get("audit_links")
+    p, r = _from_request(segments, parse_qsl(query, keep_blank_values=True) if query else [])
+    if not resources or links is None:  # the guard recorded nothing (yet) for this path
+        links = None
         ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
         if 200 <= status < 300 and b"json" in ctype and body:
             _from_body(body, p, r)
@@ -164,9 +167,9 @@ def facts(scope: Scope, status: int, headers: list[tuple[bytes, bytes]], body: b
     outcome = state.get("audit_outcome") or (
         SUCCESS if status < 400 else DENIED if status in (401, 403) else ERROR)
     client = scope.get("client")
-    return Facts(scope["method"], sub, query, status, state.get("principal"), sorted(patients),
-                 list(resources), outcome, state.get("audit_reason"), now_us(),
-                 client[0] if client else None, server)
+    return Facts(scope["method"], sub, query, status, state.get("principal"), patients,
+                 resources, outcome, state.get("audit_reason"), now_us(),
+                 client[0] if client else None, server, links=links)
 
 
 class AuditTrail:

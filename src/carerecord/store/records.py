@@ -38,6 +38,9 @@ class Stored:
     deleted: bool
     content: bytes | None
     method: str = ""
+    # The Patient compartments it is in, where the read that found it looked them up
+    # (Repository.read does): the audit trail's patients without parsing the content.
+    patients: tuple[str, ...] | None = None
 
     @property
     def etag(self) -> str:
