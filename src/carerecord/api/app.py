@@ -13,7 +13,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route, Router, get_route_path
+from starlette.types import Receive, Scope, Send
 
 from carerecord.api import access_ops, cds_hooks, medicines, oauth, rest
 from carerecord.api.access_log import access_log
@@ -151,6 +152,41 @@ def routes() -> list[Route]:
     ]
 
 
+class FastRouter(Router):
+    """Starlette's router, but trying only the routes that could match in full.
+
+    Starlette walks every route in order and takes the first that matches in full; with about
+    thirty routes that walk cost about a tenth of a read's CPU (py-spy, 2026-11-23). A route
+    can only match in full a path with as many segments as its own (its parameters match one
+    segment each) and a method it answers, so routes are grouped by (segments, method) once,
+    in their order, and only that group is tried. Anything else (a 405, a redirect to the
+    other slash form, a 404) goes to Starlette's own walk, so behaviour is unchanged."""
+
+    def __init__(self, routes: list[Route]) -> None:
+        super().__init__(routes=routes)
+        self._groups: dict[tuple[int, str], list[Route]] = {}
+        fixed = [r for r in self.routes if isinstance(r, Route) and ":path}" not in r.path]
+        if len(fixed) != len(self.routes):  # a route of any length: keep to the plain walk
+            return
+        for n in {r.path.count("/") for r in fixed}:
+            for method in _METHODS:
+                self._groups[(n, method)] = [r for r in fixed if r.path.count("/") == n
+                                             and (r.methods is None or method in r.methods)]
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            group = self._groups.get((get_route_path(scope).count("/"), scope["method"]))
+            for route in group or ():
+                match, child_scope = route.matches(scope)
+                if match is Match.FULL:
+                    scope.setdefault("router", self)
+                    scope["route"] = route
+                    scope.update(child_scope)
+                    await route.handle(scope, receive, send)
+                    return
+        await super().app(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, repo: Repository | None = None) -> Starlette:
     """The ASGI application for ``settings`` (or an existing repository, in tests)."""
     settings = settings or Settings()
@@ -165,6 +201,7 @@ def create_app(settings: Settings | None = None, repo: Repository | None = None)
                                                  Middleware(Limits, max_bytes=settings.max_request_bytes,
                                                             rate=settings.rate_per_second, burst=settings.rate_burst)], exception_handlers={
         FhirError: _fhir_error, HTTPException: _http_error, Exception: _unexpected})
+    app.router = FastRouter(app.routes)  # type: ignore[arg-type]
     app.state.ctx = ctx
     app.state.access = Access.build(settings, repo)  # sign-in and tokens; every /fhir route needs one
     app.state.capability = capability_statement(repo.registry, base, date=iso_instant(now_us()),
