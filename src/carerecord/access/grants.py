@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from carerecord.access import tables
 from carerecord.access.secrets import new_token, token_hash
+from carerecord.store.engine import point_rows
 from carerecord.store.records import now_us
 
 CODE_SECONDS = 60  # authorisation codes are used at once by the client (RFC 6749 says at most 10 min)
@@ -178,17 +179,8 @@ class Grants:
         """Whether ``jti`` was spent (revoked). Asked on every API request, so it goes to the
         driver directly: through SQLAlchemy Core it cost 200 us, this way 18 us on SQLite."""
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
-        conn = self.engine.raw_connection()
-        try:
-            cur = conn.cursor()
-            cur.execute(f"SELECT 1 FROM {tables.spent_ids.name} WHERE kind = {mark} AND jti = {mark}",  # noqa: S608
-                        (kind, jti))
-            found = cur.fetchone() is not None
-            cur.close()
-            conn.commit()  # end the read transaction, on PostgreSQL too
-        finally:
-            conn.close()
-        return found
+        sql = f"SELECT 1 FROM {tables.spent_ids.name} WHERE kind = {mark} AND jti = {mark}"  # noqa: S608
+        return bool(point_rows(self.engine, sql, (kind, jti)))
 
     def forget_expired(self) -> None:
         """Drop codes, refresh tokens and spent ids past their expiry (they can do nothing now)."""

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, select
 from carerecord.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
 from carerecord.fhir.search_params import SearchParamRegistry
 from carerecord.store import schema as s
+from carerecord.store.engine import point_rows
 from carerecord.store.prepare import Prepared, check, prepare
 from carerecord.store.records import Stored, now_us
 from carerecord.store.writer_lock import writing
@@ -395,18 +396,8 @@ class Repository:
         if conn is not None:
             row = conn.exec_driver_sql(self._read_sql, (res_type, res_id)).first()
         else:
-            raw = self.engine.raw_connection()
-            try:
-                if self.is_postgres:  # no BEGIN before and ROLLBACK after one SELECT
-                    raw.driver_connection.autocommit = True  # type: ignore[union-attr]
-                cur = raw.cursor()
-                cur.execute(self._read_sql, (res_type, res_id))
-                row = cur.fetchone()
-                cur.close()
-            finally:
-                if self.is_postgres:
-                    raw.driver_connection.autocommit = False  # type: ignore[union-attr]
-                raw.close()
+            rows = point_rows(self.engine, self._read_sql, (res_type, res_id))
+            row = rows[0] if rows else None
         if row is None:
             raise NotFound(f"{res_type}/{res_id} is not known")
         version, last_updated, deleted, content, patients = row
