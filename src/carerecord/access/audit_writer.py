@@ -15,9 +15,8 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-import anyio.to_thread
-
 from carerecord.access.audit_store import AuditStore, NewEvent
+from carerecord.store.threads import off_loop
 
 log = logging.getLogger("carerecord.audit")
 
@@ -82,7 +81,7 @@ class AuditWriter:
                     # inline when no other writer holds the file; waiting (or PostgreSQL's
                     # round trip) happens in a thread, never on the event loop.
                     if self.store.postgres or not self.store.try_append(rows):
-                        await anyio.to_thread.run_sync(self.store.append, rows)
+                        await off_loop(self.store.append, rows)
                 except Exception as exc:  # noqa: BLE001 - every request of the batch is answered 503
                     log.exception("audit commit failed for %d record(s)", len(rows))
                     for _, fut in batch:

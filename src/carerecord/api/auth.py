@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-import anyio.to_thread
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -39,6 +38,7 @@ from carerecord.config import Settings
 from carerecord.errors import FhirError, Forbidden, NotAcceptable, Unauthorized
 from carerecord.store.interactions import Interactions
 from carerecord.store.repository import Repository
+from carerecord.store.threads import off_loop
 
 OPEN_PATHS = frozenset({"/", "/healthz", "/fhir/metadata", "/metadata", "/.well-known/smart-configuration",
                         "/fhir/.well-known/smart-configuration", "/.well-known/openid-configuration",
@@ -154,7 +154,7 @@ class BearerAuth:
         try:
             token = bearer(request.headers)
             if access.postgres:  # a revocation lookup is a network round trip: off the event loop
-                found = await anyio.to_thread.run_sync(access.authenticate, token)
+                found = await off_loop(access.authenticate, token)
             else:
                 found = access.authenticate(token)
             scope.setdefault("state", {})["principal"] = found  # known even if refused: audit names them

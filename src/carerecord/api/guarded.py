@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import anyio.to_thread
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,6 +21,7 @@ from carerecord.api.auth import principal
 from carerecord.api.context import Context
 from carerecord.errors import Gone
 from carerecord.store.records import Stored
+from carerecord.store.threads import off_loop
 from carerecord.store.transaction import GetHandler, TransactionProcessor
 
 T = TypeVar("T")
@@ -62,7 +62,7 @@ def processor(request: Request, get: GetHandler) -> TransactionProcessor:
 async def on_store(request: Request, job: Callable[[], T]) -> T:
     """Run ``job`` in a thread on PostgreSQL (a network round trip), inline on SQLite."""
     if _ctx(request).repo.is_postgres:
-        return await anyio.to_thread.run_sync(job)
+        return await off_loop(job)
     return job()
 
 

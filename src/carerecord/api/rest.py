@@ -9,7 +9,6 @@ from __future__ import annotations
 from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qsl, urlsplit
 
-import anyio.to_thread
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -43,6 +42,7 @@ from carerecord.store.prepare import check
 from carerecord.store.records import Stored
 from carerecord.store.repository import Unit
 from carerecord.store.search import SearchResult
+from carerecord.store.threads import off_loop
 from carerecord.store.transaction import GetHandler, stage
 
 
@@ -310,7 +310,7 @@ async def run_search(request: Request, types: tuple[str, ...], params: list[tupl
             return searcher.run(conn, q, count)
 
     # On PostgreSQL a search waits on the network: in a thread, so other requests go on.
-    result = await anyio.to_thread.run_sync(execute) if c.repo.is_postgres else execute()
+    result = await off_loop(execute) if c.repo.is_postgres else execute()
     # Links carry only the parameters the search used, so the self link tells the client
     # which criteria were applied (search.html#conformance); ignored ones are in the outcome.
     used = [(k, v) for k, v in params if k not in q.unknown]

@@ -17,10 +17,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import anyio.to_thread
-
 from carerecord.errors import FhirError
 from carerecord.store.repository import Repository, Unit
+from carerecord.store.threads import off_loop
 
 T = TypeVar("T")
 Job = Callable[[Unit], Any]
@@ -52,7 +51,7 @@ class WriteQueue:
                 batch = self._pending[:self.max_batch]
                 del self._pending[:self.max_batch]
                 try:
-                    outcomes = await anyio.to_thread.run_sync(self._execute, [j for j, _ in batch])
+                    outcomes = await off_loop(self._execute, [j for j, _ in batch])
                 except BaseException as exc:  # the commit itself failed: every job failed
                     for _, fut in batch:
                         if not fut.done():
