@@ -31,6 +31,7 @@ class GuardedSearcher(Searcher):
     def __init__(self, searcher: Searcher, guard: Guard) -> None:
         super().__init__(searcher.registry)
         self.compiler = searcher.compiler
+        self.direct = searcher.direct
         self.guard = guard
         self.extra = guard.restriction()
 
@@ -38,6 +39,11 @@ class GuardedSearcher(Searcher):
         plan = super().plan(q)
         plan.conds.extend(self.extra)
         return plan
+
+    def direct_ok(self, q: Query) -> bool:
+        """The direct SQL of common pages (store/direct.py) carries none of the guard's
+        conditions: only for callers the guard does not restrict."""
+        return not self.extra and super().direct_ok(q)
 
     def count_query(self, q: Query) -> Select[Any]:
         """Counts over ``resources`` with the restriction (the store's index-only count would

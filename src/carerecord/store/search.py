@@ -41,7 +41,7 @@ from carerecord.fhir import model
 from carerecord.fhir.indexing import normalize
 from carerecord.fhir.search_params import SearchParamRegistry
 from carerecord.fhir.search_query import ANY, Clause, Query, Value
-from carerecord.store import paging
+from carerecord.store import direct, paging
 from carerecord.store import schema as s
 from carerecord.store.records import now_us
 
@@ -497,6 +497,7 @@ class Searcher:
     def __init__(self, registry: SearchParamRegistry) -> None:
         self.registry = registry
         self.compiler = Compiler(registry)
+        self.direct = True  # pages of the common shapes as SQL text (store/direct.py)
 
     def plan(self, q: Query) -> Plan:
         """Decide how the query runs (see :class:`Plan`): for one resource type, the most
@@ -611,10 +612,11 @@ class Searcher:
     def run(self, conn: Connection, q: Query, count: int) -> SearchResult:
         """One page of matches (keyset paging, see ``store.paging``), the total when asked
         for, and the included resources of the page."""
-        query = self.page_query(q, count)
         cursor = paging.decode(q.cursor)
         reverse = cursor is not None and cursor.direction in (paging.PREV, paging.LAST)
-        rows = list(conn.execute(query).all())
+        rows = self._direct_page(conn, q, count)
+        if rows is None:
+            rows = list(conn.execute(self.page_query(q, count)).all())
         more = len(rows) > count
         rows = rows[:count]
         if reverse:
@@ -632,6 +634,18 @@ class Searcher:
         if q.include or q.revinclude:
             result.included = self.includes(conn, q, result.matches)
         return result
+
+    def direct_ok(self, q: Query) -> bool:
+        """Whether the page of ``q`` may be read with store/direct.py's SQL text (a subclass
+        that adds conditions to every plan must say no)."""
+        return self.direct and direct.eligible(q, self.registry.get)
+
+    def _direct_page(self, conn: Connection, q: Query, count: int) -> list[Any] | None:
+        if not self.direct_ok(q):
+            return None
+        text, params = direct.page(q, count, rank, self.compiler.in_rid_order,
+                                   conn.dialect.name == "postgresql")
+        return [(r[0], r[1], r[2], bytes(r[3])) for r in conn.exec_driver_sql(text, tuple(params))]
 
     def _sort_key(self, q: Query, code: str, desc: bool) -> tuple[ColumnElement[Any], bool]:
         """The SQL expression to sort by for ``code`` and its direction. A resource with several
