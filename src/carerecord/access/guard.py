@@ -264,12 +264,16 @@ class Guard:
         out: dict[int, list[str]] = {}
         rids = [h.rid for h in hits]
         mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
-        for i in range(0, len(rids), 500):
-            chunk = tuple(rids[i:i + 500])
-            sql = (f"SELECT rid, patient_id FROM {s.compartments.name} "  # noqa: S608 - marks only
-                   f"WHERE rid IN ({', '.join([mark] * len(chunk))})")
-            for rid, pid in conn.exec_driver_sql(sql, chunk):
-                out.setdefault(rid, []).append(pid)
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            for i in range(0, len(rids), 500):
+                chunk = tuple(rids[i:i + 500])
+                cur.execute(f"SELECT rid, patient_id FROM {s.compartments.name} "  # noqa: S608 - marks only
+                            f"WHERE rid IN ({', '.join([mark] * len(chunk))})", chunk)
+                for rid, pid in cur.fetchall():
+                    out.setdefault(rid, []).append(pid)
+        finally:
+            cur.close()
         return out
 
     # -- search restriction -----------------------------------------------------------------------

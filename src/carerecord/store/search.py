@@ -645,7 +645,12 @@ class Searcher:
             return None
         text, params = direct.page(q, count, rank, self.compiler.in_rid_order,
                                    conn.dialect.name == "postgresql")
-        return [(r[0], r[1], r[2], bytes(r[3])) for r in conn.exec_driver_sql(text, tuple(params))]
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:  # on the driver, in the connection's transaction: no result machinery to set up
+            cur.execute(text, tuple(params))
+            return [(r[0], r[1], r[2], bytes(r[3])) for r in cur.fetchall()]
+        finally:
+            cur.close()
 
     def _sort_key(self, q: Query, code: str, desc: bool) -> tuple[ColumnElement[Any], bool]:
         """The SQL expression to sort by for ``code`` and its direction. A resource with several
