@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import Engine
+from sqlalchemy import Engine, exists
 
 from carerecord.demo.identifiers import nhs_number
 from carerecord.fhir.search_query import parse
-from carerecord.store import direct
+from carerecord.store import direct, schema
 from carerecord.store.paging import NEXT, Cursor
 from carerecord.store.repository import Repository
 from carerecord.store.search import Searcher, rank
@@ -147,3 +147,36 @@ def test_a_cursor_with_sort_values_is_refused(store: Repository) -> None:
     q.cursor = Cursor(NEXT, ("Smith",), 3).encode()
     with pytest.raises(Exception, match="does not belong"):
         direct.page(q, 10, rank, Searcher(store.registry).compiler.in_rid_order, False)
+
+
+class _Held(Searcher):
+    """A searcher whose every plan keeps to some patients' compartments, as the access guard's
+    restriction does (GuardedSearcher), for the expression and the direct page alike."""
+
+    def __init__(self, repo: Repository, patients: list[str], direct_pages: bool) -> None:
+        super().__init__(repo.registry)
+        c, r = schema.compartments, schema.resources
+        self.extra = [~exists().where(c.c.rid == r.c.rid, c.c.patient_id.not_in(patients)),
+                      r.c.res_type.not_in(["Condition"])]
+        self.direct = direct_pages
+
+    def plan(self, q: Any) -> Any:
+        p = super().plan(q)
+        p.conds.extend(self.extra)
+        return p
+
+    def direct_conditions(self, postgres: bool) -> tuple[str, list[Any]] | None:
+        return direct.conditions_sql(self.extra, postgres)
+
+
+@FEW
+@given(st.lists(OBS_PARAMS, min_size=1, max_size=2), st.integers(1, 5),
+       st.lists(st.integers(0, 31), min_size=0, max_size=6))
+def test_restricted_pages_are_the_same_both_ways(store: Repository, params: list[tuple[str, str]], count: int,
+                                                 allowed: list[int]) -> None:
+    patients = [f"p{n}" for n in allowed] or ["nobody"]
+    fast, slow = _Held(store, patients, True), _Held(store, patients, False)
+    assert fast.direct_ok(parse(("Observation",), params, store.registry))
+    got = _pages(fast, store, "Observation", params, count)
+    assert got == _pages(slow, store, "Observation", params, count)
+    assert {"p" + i[1:].split("-")[0] for page in got for i in page} <= set(patients)  # o{n}-{k} is p{n}'s

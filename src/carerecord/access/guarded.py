@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Select, func, select
 from carerecord.access.guard import Guard
 from carerecord.errors import Gone, NotFound
 from carerecord.fhir.search_query import Query
+from carerecord.store import direct
 from carerecord.store import schema as s
 from carerecord.store.interactions import Interactions, Result
 from carerecord.store.repository import Unit
@@ -34,16 +35,22 @@ class GuardedSearcher(Searcher):
         self.direct = searcher.direct
         self.guard = guard
         self.extra = guard.restriction()
+        self._extra_sql: tuple[str, list[Any] | None] | None = None
 
     def plan(self, q: Query) -> Plan:
         plan = super().plan(q)
         plan.conds.extend(self.extra)
         return plan
 
-    def direct_ok(self, q: Query) -> bool:
-        """The direct SQL of common pages (store/direct.py) carries none of the guard's
-        conditions: only for callers the guard does not restrict."""
-        return not self.extra and super().direct_ok(q)
+    def direct_conditions(self, postgres: bool) -> tuple[str, list[Any]] | None:
+        """The guard's restriction as SQL text for direct pages (store/direct.py), compiled
+        once per request."""
+        if not self.extra:
+            return "", []
+        if self._extra_sql is None:
+            self._extra_sql = direct.conditions_sql(self.extra, postgres) or ("", None)
+        text, values = self._extra_sql
+        return None if values is None else (text, values)
 
     def count_query(self, q: Query) -> Select[Any]:
         """Counts over ``resources`` with the restriction (the store's index-only count would

@@ -8,8 +8,9 @@ For the shape most searches have (one resource type, no compartment, no ``_sort`
 plain clauses on the token, string, reference, date, uri, number and quantity indexes, with
 no modifier but ``:exact`` on strings and ``:identifier`` on tokens) the plan is simple enough
 to write out directly. Everything else (chains, ``_has``, ``:missing``, ``:not``, ``:text``,
-``:below``, composites, sorts, compartments, several types) goes through search.py as before,
-and so does any search the access guard restricts (its conditions are SQLAlchemy expressions).
+``:below``, composites, sorts, compartments, several types) goes through search.py as before.
+The access guard's restriction of a caller (SQLAlchemy conditions on the resources row) is
+compiled to SQL text once per request (:func:`conditions_sql`) and placed where the plan has it.
 
 The text mirrors search.py clause by clause, and must keep doing so: the driving clause is
 chosen by the same :func:`~carerecord.store.search.rank`, a driver whose index hands out rows
@@ -25,6 +26,10 @@ Values are always bound parameters; only constants (table and column names) are 
 from __future__ import annotations
 
 from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.postgresql import psycopg
 
 from carerecord.errors import Invalid
 from carerecord.fhir.indexing import normalize
@@ -177,15 +182,40 @@ def _index_test(clause: Clause, res_type: str, alias: str, probe: bool, sql: _Sq
     return f"{key} AND {tests[0] if len(tests) == 1 else '(' + ' OR '.join(tests) + ')'}"
 
 
+_SQLITE, _POSTGRES = sqlite.dialect(), psycopg.dialect(paramstyle="format")  # positional marks
+_PREFIX = "SELECT resources.rid \nFROM resources \nWHERE "
+
+
+def conditions_sql(conds: list[Any], postgres: bool) -> tuple[str, list[Any]] | None:
+    """SQLAlchemy conditions on the ``resources`` row (the access guard's restriction) as SQL
+    text with positional marks and their values, compiled once per request; None if they do
+    not compile to a plain WHERE on ``resources`` (then the page is left to search.py)."""
+    stmt = select(s.resources.c.rid).where(*conds)
+    compiled = stmt.compile(dialect=_POSTGRES if postgres else _SQLITE,
+                            compile_kwargs={"render_postcompile": True})
+    text = str(compiled)
+    if not text.startswith(_PREFIX) or compiled.positiontup is None:
+        return None
+    return text[len(_PREFIX):], [compiled.params[name] for name in compiled.positiontup]
+
+
 def _table(clause: Clause) -> str:
     assert clause.param is not None
     return "idx_token" if clause.modifier == "identifier" else _TABLES[clause.param.type]
 
 
-def page(q: Query, count: int, rank: Any, in_rid_order: Any, postgres: bool) -> tuple[str, list[Any]]:
+def page(q: Query, count: int, rank: Any, in_rid_order: Any, postgres: bool,
+         extra: tuple[str, list[Any]] = ("", [])) -> tuple[str, list[Any]]:
     """The SQL and parameters of one page of ``q`` (which must be :func:`eligible`): rid, type,
-    id and content of up to ``count + 1`` matches in page order (search.py ``page_query``)."""
+    id and content of up to ``count + 1`` matches in page order (search.py ``page_query``).
+    ``extra``: further conditions on the ``resources`` row as SQL text and its values (see
+    :func:`conditions_sql`), placed where search.py's plan has them (after ``deleted``)."""
     sql = _Sql(postgres)
+
+    def conditions(where: list[str]) -> None:
+        if extra[0]:
+            where.append(f"({extra[0]})")
+            sql.params.extend(extra[1])
     res_type = q.res_types[0]
     ordered = sorted(q.clauses, key=rank)
     driver, probes = ordered[0], ordered[1:]
@@ -204,25 +234,29 @@ def page(q: Query, count: int, rank: Any, in_rid_order: Any, postgres: bool) -> 
         for n, clause in enumerate(probes):
             alias = f"p{n}"
             test = _index_test(clause, res_type, alias, True, sql)
-            out.append(f"EXISTS (SELECT 1 FROM {_table(clause)} {alias} WHERE {alias}.rid = r.rid AND {test}"
+            out.append(f"EXISTS (SELECT 1 FROM {_table(clause)} {alias} WHERE {alias}.rid = resources.rid AND {test}"
                        f"{' OFFSET 0' if postgres else ''})")
         return out
 
     if in_rid_order(driver, res_type):
         # The driver's index rows come in rid order: the page is read off the index.
-        where = [_index_test(driver, res_type, "d", False, sql), f"r.deleted = {false}", *probe_sql()]
+        where = [_index_test(driver, res_type, "d", False, sql), f"resources.deleted = {false}"]
+        conditions(where)
+        where += probe_sql()
         if after:
             where.append(f"d.rid {after} {sql.bind(cursor.rid)}")  # type: ignore[union-attr]
-        inner = (f"SELECT DISTINCT d.rid FROM {_table(driver)} d JOIN resources r ON r.rid = d.rid "
+        inner = (f"SELECT DISTINCT d.rid FROM {_table(driver)} d JOIN resources ON resources.rid = d.rid "
                  f"WHERE {' AND '.join(where)} ORDER BY d.rid{desc} LIMIT {sql.bind(count + 1)}")
     else:
-        gather = (f"r.rid IN (SELECT d.rid FROM {_table(driver)} d "
-                  f"WHERE {_index_test(driver, res_type, 'd', False, sql)})")
-        where = [f"r.deleted = {false}", gather, *probe_sql()]
+        where = [f"resources.deleted = {false}"]
+        where.append(f"resources.rid IN (SELECT d.rid FROM {_table(driver)} d "
+                     f"WHERE {_index_test(driver, res_type, 'd', False, sql)})")
+        conditions(where)
+        where += probe_sql()
         if after:
-            where.append(f"r.rid {after} {sql.bind(cursor.rid)}")  # type: ignore[union-attr]
-        inner = (f"SELECT r.rid FROM resources r WHERE {' AND '.join(where)} "
-                 f"ORDER BY r.rid{desc} LIMIT {sql.bind(count + 1)}")
+            where.append(f"resources.rid {after} {sql.bind(cursor.rid)}")  # type: ignore[union-attr]
+        inner = (f"SELECT resources.rid FROM resources WHERE {' AND '.join(where)} "
+                 f"ORDER BY resources.rid{desc} LIMIT {sql.bind(count + 1)}")
     text = ("SELECT pg.rid, pg.res_type, pg.res_id, pv.content FROM resources pg "
             "JOIN resource_versions pv ON pv.rid = pg.rid AND pv.version = pg.version "
             f"WHERE pg.rid IN ({inner}) ORDER BY pg.rid{desc}")

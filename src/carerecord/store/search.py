@@ -640,11 +640,19 @@ class Searcher:
         that adds conditions to every plan must say no)."""
         return self.direct and direct.eligible(q, self.registry.get)
 
+    def direct_conditions(self, postgres: bool) -> tuple[str, list[Any]] | None:
+        """Conditions every plan of this searcher adds, as SQL text and values for direct
+        pages (none here); None when they cannot be written as text (no direct pages then)."""
+        return "", []
+
     def _direct_page(self, conn: Connection, q: Query, count: int) -> list[Any] | None:
         if not self.direct_ok(q):
             return None
-        text, params = direct.page(q, count, rank, self.compiler.in_rid_order,
-                                   conn.dialect.name == "postgresql")
+        postgres = conn.dialect.name == "postgresql"
+        extra = self.direct_conditions(postgres)
+        if extra is None:
+            return None
+        text, params = direct.page(q, count, rank, self.compiler.in_rid_order, postgres, extra)
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:  # on the driver, in the connection's transaction: no result machinery to set up
             cur.execute(text, tuple(params))
