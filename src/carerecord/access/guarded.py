@@ -69,9 +69,23 @@ class GuardedSearcher(Searcher):
     def includes(self, conn: Connection, q: Query, hits: list[Hit],
                  admit: Callable[[list[Hit]], list[Hit]] | None = None) -> list[Hit]:
         """_include/_revinclude as the store does them, but each round filtered by the guard
-        before the next iterates from it, so ``:iterate`` never walks through a resource the
-        caller may not see."""
-        return super().includes(conn, q, hits, lambda fresh: self.guard.hits(conn, fresh))
+        (after ``admit``, if given) before the next iterates from it, so ``:iterate`` never
+        walks through a resource the caller may not see."""
+        def guarded(fresh: list[Hit]) -> list[Hit]:
+            return self.guard.hits(conn, admit(fresh) if admit is not None else fresh)
+        return super().includes(conn, q, hits, guarded)
+
+    def everything(self, conn: Connection, q: Query, count: int, referenced: Callable[[str], bool]) -> SearchResult:
+        """One page of ``Patient/{id}/$everything``: ``q`` is the compartment search (its types,
+        ``_since``, cursor), run and filtered like any search; then the resources the page's
+        matches refer to, through any reference parameter, of the types ``referenced`` accepts
+        (Practitioners, Organizations, Medications...), each passed through the guard too."""
+        q.include, q.revinclude = [], []
+        result = self.run(conn, q, count)
+        wanted = Query(q.res_types, include=[(t, "*", None, False) for t in sorted({h.res_type for h in result.matches})])
+        result.included = self.includes(conn, wanted, result.matches,
+                                        lambda fresh: [h for h in fresh if referenced(h.res_type)])
+        return result
 
 
 class GuardedInteractions(Interactions):

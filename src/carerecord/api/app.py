@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from carerecord.api import access_ops, cds_hooks, medicines, oauth, rest
+from carerecord.api import access_ops, cds_hooks, everything, medicines, oauth, rest
 from carerecord.api.access_log import access_log
 from carerecord.api.audit import AuditTrail
 from carerecord.api.auth import Access, BearerAuth
@@ -142,6 +142,7 @@ def routes() -> list[Route]:
         Route(f"/fhir/{t}/{i}/_history/{{vid}}", r.vread, methods=["GET"]),
         *_only(f"/fhir/{t}/{i}/$validate", validate_operation, ["POST"]),
         *_only("/fhir/Patient/{id}/$access-log", access_log, ["GET"]),
+        *_only("/fhir/Patient/{id}/$everything", everything.everything, ["GET", "POST"]),
         *medicines.routes(),  # the medicines operations, before the compartment search takes the GETs
         Route("/fhir/{comp}/{id}/{type}", r.search_compartment, methods=["GET"]),
         Route("/", root),
@@ -168,7 +169,8 @@ def create_app(settings: Settings | None = None, repo: Repository | None = None)
     app.state.ctx = ctx
     app.state.access = Access.build(settings, repo)  # sign-in and tokens; every /fhir route needs one
     app.state.capability = capability_statement(repo.registry, base, date=iso_instant(now_us()),
-                                                operations=medicines.capability_operations())
+                                                operations=medicines.capability_operations()
+                                                | everything.capability_operations())
     return app
 
 
