@@ -36,11 +36,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, exists, literal, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, exists, literal, or_, select
 
 from carerecord.access import breakglass, relationships
 from carerecord.access.consent import Sharing, sharing
 from carerecord.access.policy import (
+    RESTRICTED_PATIENT,
     SENSITIVE,
     authoring_organization,
     labels,
@@ -48,7 +49,7 @@ from carerecord.access.policy import (
     patient_data_types,
 )
 from carerecord.access.principal import Kind, Principal
-from carerecord.access.redaction import redact, restricted
+from carerecord.access.redaction import redact
 from carerecord.access.scopes import Verdict
 from carerecord.errors import Forbidden, Invalid, Issue, NotFound
 from carerecord.fhir.indexing import patient_compartments
@@ -72,6 +73,12 @@ class Decision:
     own_care: bool = False
     sharing: Sharing | None = None
     registered: bool = False
+    restricted: bool = False  # an S-flagged patient (looked up only when not own care)
+
+    @property
+    def redacting(self) -> bool:
+        """Whether the patient's resources reach this caller redacted (:mod:`redaction`)."""
+        return self.allowed and self.restricted and not self.own_care
 
 
 DENY = Decision(False)
@@ -85,6 +92,8 @@ class Guard:
         self.who = principal
         self.state = state if state is not None else {}
         self._decisions: dict[str, Decision] = {}  # this request only
+        self.redacted: dict[int, bytes] = {}  # rid -> the redacted content shown (for _include)
+        self._redacting_patients: list[str] | None = None
         self.state.setdefault("audit_patients", set())
         self.state.setdefault("audit_resources", [])
 
@@ -161,7 +170,7 @@ class Guard:
                             consent, registered)
         grant = breakglass.active(conn, self.who.role.practitioner_role, pid)
         if grant is not None and (grant.kind == breakglass.BREAK_GLASS or not consent.refuses(org, registered)):
-            return Decision(True, grant.basis(), False, consent, registered)
+            return Decision(True, grant.basis(), False, consent, registered, restricted_patient(conn, pid))
         return DENY
 
     def may_see(self, conn: Connection, res_type: str, patients: Iterable[str],
@@ -226,41 +235,76 @@ class Guard:
             self.denied(patients)
             raise NotFound(f"{st.res_type}/{st.res_id} is not known")
         self.noted(patients, [f"{st.res_type}/{st.res_id}"])
-        if restricted(resource) and not self._own_care(conn, patients):
+        if self.redacting(conn, patients):
             return Stored(st.res_type, st.res_id, st.version, st.last_updated, st.deleted,
-                          orjson.dumps(redact(resource)), st.method)
+                          orjson.dumps(redact(resource, self.own_refs())), st.method)
         return st
 
-    def visible_version(self, conn: Connection, st: Stored) -> bool:
-        """Whether one stored version (of a history) is visible, by its own patients."""
-        if st.content is None:
-            return True
-        resource = orjson.loads(st.content)
-        return self.may_see(conn, st.res_type, patient_compartments(resource), resource)
+    def versions(self, conn: Connection, entries: list[Stored]) -> list[Stored]:
+        """The versions of an instance history this caller may see, each by its own
+        patients, redacted as a read of it would be (an older version of an S-flagged
+        patient's resource holds the same address, whatever labels it had then)."""
+        out = []
+        for st in entries:
+            if st.content is None:
+                out.append(st)
+                continue
+            resource = orjson.loads(st.content)
+            patients = patient_compartments(resource)
+            if not self.may_see(conn, st.res_type, patients, resource):
+                continue
+            if self.redacting(conn, patients):
+                st = Stored(st.res_type, st.res_id, st.version, st.last_updated, st.deleted,
+                            orjson.dumps(redact(resource, self.own_refs())), st.method)
+            out.append(st)
+        return out
 
-    def _own_care(self, conn: Connection, patients: list[str]) -> bool:
-        return all(self.decide(conn, p).own_care for p in patients)
+    def redacting(self, conn: Connection, patients: Iterable[str]) -> bool:
+        """Whether a resource in these patients' compartments reaches this caller redacted: one
+        of them is S-flagged and the caller is not one of their own care organisations."""
+        if self.unrestricted() or self.who.kind is not Kind.STAFF:
+            return False  # systems, the patient and their proxies: their own
+        return any(self.decide(conn, p).redacting for p in patients)
+
+    def own_refs(self) -> frozenset[str]:
+        """The caller's own organisation, PractitionerRole and Practitioner as references:
+        redaction leaves them, since they tell the caller nothing."""
+        return frozenset(f"{t}/{i}" for t, i in self.carer.refs())
+
+    def redacting_patients(self, conn: Connection) -> list[str]:
+        """The patients this caller reaches but sees redacted (S-flagged, reached by a claim
+        or break-glass): searches must not match their resources on redacted fields."""
+        if self._redacting_patients is None:
+            found: list[str] = []
+            if self.who.kind is Kind.STAFF and self.who.role is not None:
+                granted = {str(row[0]) for row in conn.execute(breakglass.granted_patients(self.who.role.practitioner_role))}
+                found = sorted(p for p in granted if self.decide(conn, p).redacting)
+            self._redacting_patients = found
+        return self._redacting_patients
 
     def hits(self, conn: Connection, hits: list[Hit]) -> list[Hit]:
         """The visible hits (matches or includes), S-flagged Patients redacted, noted for audit."""
         if self.trusted and self.launch_only() is None:
             self.noted((), [f"{h.res_type}/{h.res_id}" for h in hits])
             return hits
-        comps = self._patients_of(conn, hits)
+        comps = self.patients_of(conn, hits)
         out = []
         for h in hits:
             patients = comps.get(h.rid, [])
             resource = orjson.loads(h.content) if b'"security"' in h.content else None
             if not self.may_see(conn, h.res_type, patients, resource):
                 continue
-            if resource is not None and restricted(resource) and not self._own_care(conn, patients or [h.res_id]):
-                h = Hit(h.rid, h.res_type, h.res_id, orjson.dumps(redact(resource)), h.mode)
+            if self.redacting(conn, patients):
+                shown = orjson.dumps(redact(resource or orjson.loads(h.content), self.own_refs()))
+                self.redacted[h.rid] = shown
+                h = Hit(h.rid, h.res_type, h.res_id, shown, h.mode)
             self.noted(patients, [f"{h.res_type}/{h.res_id}"])
             out.append(h)
         return out
 
     @staticmethod
-    def _patients_of(conn: Connection, hits: list[Hit]) -> dict[int, list[str]]:
+    def patients_of(conn: Connection, hits: list[Hit]) -> dict[int, list[str]]:
+        """The Patient compartments of each hit, by rid."""
         out: dict[int, list[str]] = {}
         rids = [h.rid for h in hits]
         c = s.compartments
@@ -356,3 +400,14 @@ class Guard:
                 if b.startswith(prefix):
                     return b
         return {Kind.PATIENT: SELF, Kind.PROXY: PROXY}.get(self.who.kind, "none")
+
+
+def restricted_patient(conn: Connection, patient_id: str) -> bool:
+    """Whether the Patient is S-flagged (``meta.security`` Confidentiality R or V), from its
+    ``_security`` index rows."""
+    r, tok = s.resources, s.idx_token
+    flags = [and_(tok.c.system == system, tok.c.code == code) for system, code in sorted(RESTRICTED_PATIENT)]
+    row = conn.execute(select(literal(1)).select_from(r).join(tok, tok.c.rid == r.c.rid).where(
+        r.c.res_type == "Patient", r.c.res_id == patient_id, r.c.deleted.is_(False),
+        tok.c.pkey == s.param_key("Patient", "_security"), or_(*flags)).limit(1)).first()
+    return row is not None

@@ -16,7 +16,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, func, select
 
+from carerecord.access.clauses import GuardedCompiler
 from carerecord.access.guard import Guard
+from carerecord.access.redaction import MASKED_TYPES
 from carerecord.errors import Gone, NotFound
 from carerecord.fhir.search_query import Query
 from carerecord.store import schema as s
@@ -31,19 +33,20 @@ class GuardedSearcher(Searcher):
 
     def __init__(self, searcher: Searcher, guard: Guard) -> None:
         super().__init__(searcher.registry)
-        self.compiler = searcher.compiler
+        self.compiler: GuardedCompiler = GuardedCompiler(searcher.registry, guard)
         self.guard = guard
         self.extra = guard.restriction()
 
     def plan(self, q: Query) -> Plan:
         plan = super().plan(q)
         plan.conds.extend(self.extra)
+        plan.conds.extend(self.compiler.top_level(q, s.resources))
         return plan
 
     def count_query(self, q: Query) -> Select[Any]:
         """Counts over ``resources`` with the restriction (the store's index-only count would
         skip it and so count forbidden rows)."""
-        if not self.extra:
+        if not self.extra and not self.compiler.top_level(q, s.resources):
             return super().count_query(q)
         return select(func.count()).select_from(s.resources).where(*self.where(q))
 
@@ -52,6 +55,7 @@ class GuardedSearcher(Searcher):
         filtered page may be shorter than ``count``; its links stay those of the restricted
         SQL page, so paging goes on honestly. ``_total`` is dropped when the filter removed
         anything, so it never counts what the caller may not see."""
+        self.compiler.prepare(conn, q)
         include, revinclude = q.include, q.revinclude
         q.include, q.revinclude = [], []
         try:
@@ -74,6 +78,34 @@ class GuardedSearcher(Searcher):
         def guarded(fresh: list[Hit]) -> list[Hit]:
             return self.guard.hits(conn, admit(fresh) if admit is not None else fresh)
         return super().includes(conn, q, hits, guarded)
+
+    def _forward(self, conn: Connection, rids: list[int], src: str, code: str,
+                 target: str | None) -> list[Hit]:
+        """The store's forward _include, but from a resource the caller saw redacted only the
+        references left in what they saw (no GP, place or carer it had)."""
+        shown = self.guard.redacted
+        plain = [r for r in rids if r not in shown]
+        out = super()._forward(conn, plain, src, code, target) if plain else []
+        redacted = [r for r in rids if r in shown]
+        if redacted:
+            left = b"".join(shown[r] for r in redacted)
+            out += [h for h in super()._forward(conn, redacted, src, code, target)
+                    if f'"{h.res_type}/{h.res_id}"'.encode() in left]
+        return out
+
+    def _reverse(self, conn: Connection, keys: list[tuple[str, str]], src: str, code: str) -> list[Hit]:
+        """The store's _revinclude, but what refers to a place or carer (an Organization, a
+        Location...) by a reference the caller would see masked is left out: a GP's
+        ``_revinclude=Patient:general-practitioner`` must not list a redacted patient."""
+        masked = [k for k in keys if k[0] in MASKED_TYPES]
+        redacting = set(self.guard.redacting_patients(conn)) if masked else set()
+        if not redacting:
+            return super()._reverse(conn, keys, src, code)
+        others = [k for k in keys if k[0] not in MASKED_TYPES]
+        out = super()._reverse(conn, others, src, code) if others else []
+        found = super()._reverse(conn, masked, src, code)
+        comps = self.guard.patients_of(conn, found)
+        return out + [h for h in found if not redacting & set(comps.get(h.rid, []))]
 
     def everything(self, conn: Connection, q: Query, count: int, referenced: Callable[[str], bool]) -> SearchResult:
         """One page of ``Patient/{id}/$everything``: ``q`` is the compartment search (its types,
