@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, and_, exists, literal, or_, select
+from sqlalchemy import ColumnElement, Connection, FromClause, and_, exists, literal, or_, select
 
 from carerecord.access import breakglass, relationships
 from carerecord.access.consent import Sharing, sharing
@@ -314,13 +314,14 @@ class Guard:
         return out
 
     # -- search restriction -----------------------------------------------------------------------
-    def restriction(self) -> list[ColumnElement[bool]]:
-        """Conditions on ``resources`` that keep a search inside the permitted compartments
-        (and, for staff, the permitted types): empty for trusted systems."""
+    def restriction(self, alias: FromClause | None = None) -> list[ColumnElement[bool]]:
+        """Conditions on ``resources`` (or on ``alias`` of it: the rows of a chain's or _has's
+        inner clause) that keep a search inside the permitted compartments (and, for staff,
+        the permitted types): empty for trusted systems."""
         launch = self.launch_only()
         if self.trusted and launch is None:
             return []
-        c, r = s.compartments, s.resources
+        c, r = (s.compartments, s.resources) if alias is None else (s.compartments.alias(), alias)
         if launch is not None and self.trusted:
             bad: ColumnElement[bool] = c.c.patient_id != launch
         elif self.who.kind in (Kind.PATIENT, Kind.PROXY):
