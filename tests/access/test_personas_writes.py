@@ -13,11 +13,14 @@ from sqlalchemy import Engine
 
 from carerecord.access.tokens import mint_system_token
 from tests.access.personas import (
+    ACT,
     GP,
+    PARAMEDIC,
     PATIENT,
     entries,
     new_id,
     observation,
+    open_encounter,
     pid,
     put,
     same_answer,
@@ -141,3 +144,59 @@ def test_writes_to_a_deleted_forbidden_resource_answer_as_to_an_unknown_one(demo
     same_answer(demo.delete(f"/Observation/{hidden}", headers=h), demo.delete(f"/Observation/{unknown}", headers=h),
                 hidden, unknown)
     assert entries(demo.get("/Observation", params={"_id": hidden})) == []
+
+
+# -- the authoring organisation ------------------------------------------------------------------------
+def spoofed(patient: str) -> dict[str, Any]:
+    """A sexual health note claiming to come from the ambulance trust."""
+    return {k: v for k, v in observation(patient).items() if k != "id"} | {"meta": {
+        "source": "https://evil.example/Organization/demo-org-ambulance",
+        "security": [{"system": ACT, "code": "SEX"}]}}
+
+
+def test_staff_writes_carry_their_own_organisation_whatever_the_client_claims(demo: httpx.Client, as_: Any) -> None:
+    open_encounter(demo, pid(0), "demo-org-ambulance")  # the paramedic reaches person 0
+    gp, paramedic = as_(GP), as_(PARAMEDIC)
+    made = demo.post("/Observation", headers=gp, json=spoofed(pid(0)))
+    assert made.status_code == 201, made.text
+    oid = made.json()["id"]
+    assert made.json()["meta"]["source"].endswith("/fhir/Organization/demo-org-gp0")
+    assert demo.get(f"/Observation/{oid}", headers=paramedic).status_code == 404  # not theirs to see
+    assert demo.get(f"/Observation/{oid}", headers=gp).status_code == 200
+    # an update cannot move the authorship either, whoever sends it
+    again = demo.get(f"/Observation/{oid}").json() | {"meta": spoofed(pid(0))["meta"]}
+    assert demo.put(f"/Observation/{oid}", headers=gp, json=again).status_code == 200
+    assert demo.get(f"/Observation/{oid}").json()["meta"]["source"].endswith("/Organization/demo-org-gp0")
+    patch = [{"op": "add", "path": "/meta/source", "value": "Organization/demo-org-ambulance"}]
+    assert demo.patch(f"/Observation/{oid}", json=patch, headers={**gp, "Content-Type": "application/json-patch+json"}
+                      ).status_code == 200
+    assert demo.get(f"/Observation/{oid}", headers=paramedic).status_code == 404
+
+
+def test_a_transaction_entry_is_stamped_too(demo: httpx.Client, as_: Any) -> None:
+    open_encounter(demo, pid(0), "demo-org-ambulance")
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:4b0c5a1e-2a7d-4f0e-9d7a-0f6e5c4b3a21", "resource": spoofed(pid(0)) | {"resourceType": "Observation"},
+         "request": {"method": "POST", "url": "Observation"}}]}
+    r = demo.post("", headers=as_(GP), json=bundle)
+    assert r.status_code == 200, r.text
+    oid = r.json()["entry"][0]["response"]["location"].split("/")[1]
+    assert demo.get(f"/Observation/{oid}").json()["meta"]["source"].endswith("/Organization/demo-org-gp0")
+    assert demo.get(f"/Observation/{oid}", headers=as_(PARAMEDIC)).status_code == 404
+    found = entries(demo.get("/Observation", params={"_source": demo.get(f"/Observation/{oid}").json()["meta"]["source"],
+                                                     "_id": oid}))
+    assert [x["id"] for x in found] == [oid]  # the stamp is indexed, as written
+
+
+def test_a_patients_own_write_claims_no_organisation(demo: httpx.Client, as_: Any) -> None:
+    open_encounter(demo, pid(0), "demo-org-ambulance")
+    made = demo.post("/Observation", headers=as_(PATIENT), json=spoofed(pid(0)))
+    assert made.status_code == 201, made.text
+    assert made.json()["meta"]["source"].endswith(f"/fhir/Patient/{pid(0)}")
+    assert demo.get(f"/Observation/{made.json()['id']}", headers=as_(PARAMEDIC)).status_code == 404
+    assert demo.get(f"/Observation/{made.json()['id']}", headers=as_(PATIENT)).status_code == 200
+
+
+def test_a_system_client_keeps_the_source_it_sends(demo: httpx.Client) -> None:
+    made = put(demo, observation(pid(0), meta={"source": "https://gp-system.example/Organization/demo-org-gp0"}))
+    assert made["meta"]["source"] == "https://gp-system.example/Organization/demo-org-gp0"

@@ -357,6 +357,38 @@ class Guard:
                 self.denied([pair[1]])
                 raise Invalid(msg, path, [Issue("error", "not-found", msg, (path,))])
 
+    def stamp(self, resource: dict[str, Any], current: Stored | None, base: str | None) -> bool:
+        """Set ``meta.source``, from which the guard reads a resource's authoring organisation
+        (sensitive labels), so that no client can claim another organisation's authorship;
+        True if it changed. A new resource gets the writer's organisation
+        (``<base>/Organization/<id>``) for staff, the writer (``<base>/Patient/<id>``,
+        ``RelatedPerson/<id>``) for patients and proxies; an update keeps the source of the
+        version it replaces, so a later writer (another organisation reaching it by consent or
+        break-glass) never takes over authorship. Trusted systems keep the source they send:
+        an integration states the organisation its records come from."""
+        if self.trusted:
+            return False
+        if current is not None:
+            assert current.content is not None
+            meta = orjson.loads(current.content).get("meta")
+            source = meta.get("source") if isinstance(meta, dict) else None
+        else:
+            writer = self.organization if self.who.kind is Kind.STAFF else self.who.fhir_user
+            source = f"{base.rstrip('/')}/{writer}" if writer and base else writer
+        meta = resource.get("meta")
+        if not isinstance(meta, dict):
+            meta = {}
+        if meta.get("source") == source:
+            return False
+        meta = {k: v for k, v in meta.items() if k != "source"}
+        if isinstance(source, str):
+            meta["source"] = source
+        if meta:
+            resource["meta"] = meta
+        else:
+            resource.pop("meta", None)
+        return True
+
     def gone(self, conn: Connection, res_type: str, res_id: str) -> None:
         """Before answering 410 for a deleted resource: NotFound (as for an unknown one) unless
         its last content was visible, so a deletion is no existence oracle either."""

@@ -177,16 +177,19 @@ class GuardedInteractions(Interactions):
     def before_write(self, unit: Unit, res_type: str, res_id: str, resource: dict[str, Any],
                      current: Current | None, chosen_id: bool) -> bool:
         """A transaction's POST or PUT entry: a PUT replaces only what the caller may see, and
-        creates with a client-chosen id only for those who may create at will (no oracle)."""
+        creates with a client-chosen id only for those who may create at will (no oracle);
+        the authoring organisation is stamped (True when the resource changed)."""
+        st = None
         if current is not None or chosen_id:
-            self.writable(unit, res_type, res_id,
-                          missing_ok=not chosen_id or self.guard.may_create_at_will(res_type))
-        return False
+            st = self.writable(unit, res_type, res_id,
+                               missing_ok=not chosen_id or self.guard.may_create_at_will(res_type))
+        return self.guard.stamp(resource, st, self.base)
 
     def create(self, unit: Unit, resource: dict[str, Any], res_type: str,
                if_none_exist: str | None = None, res_id: str | None = None, *,
                validated: bool = False) -> Result:
         self.guard.check_type(res_type)
+        self.guard.stamp(resource, None, self.base)
         return super().create(unit, resource, res_type, if_none_exist, res_id, validated=validated)
 
     def update(self, unit: Unit, res_type: str, res_id: str, resource: dict[str, Any],
@@ -195,7 +198,8 @@ class GuardedInteractions(Interactions):
         an unknown id and a forbidden one answer alike (404) for everyone else."""
         check_id(res_id)
         self.guard.check_type(res_type)
-        self.writable(unit, res_type, res_id, missing_ok=self.guard.may_create_at_will(res_type))
+        st = self.writable(unit, res_type, res_id, missing_ok=self.guard.may_create_at_will(res_type))
+        self.guard.stamp(resource, st, self.base)
         return super().update(unit, res_type, res_id, resource, if_match, validated=validated)
 
     def patch(self, unit: Unit, res_type: str, res_id: str, kind: str, body: Any,
