@@ -9,14 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import orjson
 from sqlalchemy import Engine
 
+from carerecord.access.audit_store import AuditStore
 from carerecord.access.tokens import mint_system_token
 from tests.access.personas import (
     ACT,
+    CARE_WORKER,
     GP,
     PARAMEDIC,
     PATIENT,
+    RECEPTIONIST,
     entries,
     new_id,
     observation,
@@ -53,15 +57,15 @@ def test_a_put_to_a_forbidden_id_answers_as_a_put_to_an_unknown_one(demo: httpx.
 
 
 def test_staff_cannot_create_with_an_id_of_their_choosing_either(demo: httpx.Client, as_: Any) -> None:
-    h = as_(GP)
+    h = as_(RECEPTIONIST)  # who registers patients at the first practice
     stranger, unknown = unregistered_patient(demo), new_id("pat")
 
-    def put_as_gp(patient_id: str) -> httpx.Response:
+    def put_as_desk(patient_id: str) -> httpx.Response:
         return demo.put(f"/Patient/{patient_id}", headers=h,
                         json={"resourceType": "Patient", "id": patient_id, "name": [{"family": "Written"}]})
 
-    same_answer(put_as_gp(stranger), put_as_gp(unknown), stranger, unknown)
-    assert put_as_gp(unknown).status_code == 404
+    same_answer(put_as_desk(stranger), put_as_desk(unknown), stranger, unknown)
+    assert put_as_desk(unknown).status_code == 404
     # their own patient (registered with them) is updated as before
     mine = demo.get(f"/Patient/{pid(0)}").json()
     assert demo.put(f"/Patient/{pid(0)}", headers=h, json=mine).status_code == 200
@@ -200,3 +204,82 @@ def test_a_patients_own_write_claims_no_organisation(demo: httpx.Client, as_: An
 def test_a_system_client_keeps_the_source_it_sends(demo: httpx.Client) -> None:
     made = put(demo, observation(pid(0), meta={"source": "https://gp-system.example/Organization/demo-org-gp0"}))
     assert made["meta"]["source"] == "https://gp-system.example/Organization/demo-org-gp0"
+
+
+# -- what each role may write --------------------------------------------------------------------------
+def condition(patient: str) -> dict[str, Any]:
+    return {"resourceType": "Condition", "subject": {"reference": f"Patient/{patient}"},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "38341003"}]}}
+
+
+def prescription(patient: str) -> dict[str, Any]:
+    return {"resourceType": "MedicationRequest", "status": "draft", "intent": "order",
+            "medicationCodeableConcept": {"text": "Paracetamol 500mg tablets"},
+            "subject": {"reference": f"Patient/{patient}"}}
+
+
+def test_a_receptionist_books_appointments_but_writes_no_clinical_record(demo: httpx.Client, as_: Any) -> None:
+    h = as_(RECEPTIONIST)
+    booked = demo.post("/Appointment", headers=h, json={
+        "resourceType": "Appointment", "status": "booked", "start": "2026-12-01T09:00:00Z", "end": "2026-12-01T09:10:00Z",
+        "participant": [{"actor": {"reference": f"Patient/{pid(0)}"}, "status": "accepted"},
+                        {"actor": {"reference": "PractitionerRole/demo-role-gp0-0"}, "status": "accepted"}]})
+    assert booked.status_code == 201, booked.text
+    for body in (condition(pid(0)), prescription(pid(0))):
+        refused = demo.post(f"/{body['resourceType']}", headers=h, json=body)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["issue"][0]["code"] == "forbidden"
+    existing = put(demo, condition(pid(0)) | {"id": new_id("cond")})
+    path = f"/Condition/{existing['id']}"
+    assert demo.put(path, headers=h, json=existing).status_code == 403
+    assert demo.patch(path, headers={**h, "Content-Type": "application/json-patch+json"},
+                      json=[{"op": "replace", "path": "/code/text", "value": "x"}]).status_code == 403
+    assert demo.delete(path, headers=h).status_code == 403
+    assert demo.get(path).status_code == 200
+    assert demo.delete("/Condition", params={"subject": f"Patient/{pid(0)}"}, headers=h).status_code == 403
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": condition(pid(0)), "request": {"method": "POST", "url": "Condition"}}]}
+    refused = demo.post("", headers=h, json=bundle)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["issue"][0]["expression"] == ["Bundle.entry[0]"]
+    bundle["type"] = "batch"
+    [entry] = demo.post("", headers=h, json=bundle).json()["entry"]
+    assert entry["response"]["status"] == "403"
+
+
+def test_a_care_worker_records_observations_and_notes_but_does_not_prescribe(demo: httpx.Client, as_: Any) -> None:
+    h = as_(CARE_WORKER)
+    resident = pid(3)  # of their care home
+    weight = demo.post("/Observation", headers=h, json={k: v for k, v in observation(resident).items() if k != "id"})
+    assert weight.status_code == 201, weight.text
+    note = demo.post("/Communication", headers=h, json={
+        "resourceType": "Communication", "status": "completed", "subject": {"reference": f"Patient/{resident}"},
+        "payload": [{"contentString": "Ate well at lunch, walked in the garden"}]})
+    assert note.status_code == 201, note.text
+    assert demo.post("/MedicationRequest", headers=h, json=prescription(resident)).status_code == 403
+    [order] = entries(demo.get("/MedicationRequest", params={"subject": f"Patient/{resident}", "_count": "1"}))
+    assert demo.get(f"/MedicationRequest/{order['id']}", headers=h).status_code == 200  # they read medicines
+    assert demo.put(f"/MedicationRequest/{order['id']}", headers=h, json=order).status_code == 403
+    stopped = demo.post(f"/MedicationRequest/{order['id']}/$stop", headers=h, json={"resourceType": "Parameters", "parameter": [
+        {"name": "reason", "valueString": "Refusing it"}]})
+    assert stopped.status_code == 403, stopped.text
+    assert demo.get(f"/MedicationRequest/{order['id']}").json()["status"] == order["status"]
+
+
+def test_patients_write_their_own_record_but_no_reference_data(demo: httpx.Client, as_: Any) -> None:
+    h = as_(PATIENT)
+    org = demo.get("/Organization/demo-org-gp0").json()
+    assert demo.put("/Organization/demo-org-gp0", headers=h, json=org | {"name": "Renamed"}).status_code == 403
+    assert demo.post("/Practitioner", headers=h, json={"resourceType": "Practitioner", "name": [{"family": "Fake"}]}
+                     ).status_code == 403
+    assert demo.get("/Organization/demo-org-gp0").json()["name"] == org["name"]
+
+
+def test_a_refused_write_is_audited_as_denied(demo: httpx.Client, as_: Any, engine: Engine) -> None:
+    store = AuditStore(engine)
+    before = store.last_seq()
+    assert demo.post("/Condition", headers=as_(RECEPTIONIST), json=condition(pid(0))).status_code == 403
+    [event] = [orjson.loads(e.content) for e in store.since(before)]
+    assert event["outcome"] == "4" and event["action"] == "C"
+    assert event["outcomeDesc"].startswith("denied")
+    assert {x["what"]["reference"] for x in event["entity"] if "what" in x} == {f"Patient/{pid(0)}"}

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 from sqlalchemy import ColumnElement, Connection, FromClause, and_, exists, literal, or_, select
@@ -41,11 +41,13 @@ from sqlalchemy import ColumnElement, Connection, FromClause, and_, exists, lite
 from carerecord.access import breakglass, relationships
 from carerecord.access.consent import Sharing, sharing
 from carerecord.access.policy import (
+    PATIENT_WRITES_BEYOND_COMPARTMENT,
     RESTRICTED_PATIENT,
     SENSITIVE,
     authoring_organization,
     labels,
     may_read_type,
+    may_write_type,
     patient_data_types,
 )
 from carerecord.access.principal import Kind, Principal
@@ -217,6 +219,26 @@ class Guard:
             raise Forbidden(f"The selected role may not see {res_type} resources")
         if self.who.kind is Kind.STAFF and not self._activities():
             raise Forbidden("The selected role gives no access to the record")
+
+    def may_write(self, res_type: str) -> bool:
+        """Whether this caller may write ``res_type`` at all: staff by their role's activities
+        (``policy.may_write_type``: a receptionist books appointments but writes no Condition);
+        patients and proxies only types of a Patient compartment (their own, as the reference
+        checks ensure) and Tasks, never reference data; trusted systems by their scopes alone."""
+        if self.trusted:
+            return True
+        if self.who.kind in (Kind.PATIENT, Kind.PROXY):
+            return res_type in patient_data_types() or res_type in PATIENT_WRITES_BEYOND_COMPARTMENT
+        return self.who.kind is Kind.STAFF and may_write_type(self._activities(), res_type)
+
+    def refuse_write(self, res_type: str, patients: Iterable[str]) -> NoReturn:
+        """Forbidden (403, a decision about the type, so no oracle), audited as denied for
+        ``patients`` (those of the resource the write was about)."""
+        self.denied(patients)
+        if self.who.kind is Kind.STAFF:
+            raise Forbidden(f"The selected role may not write {res_type} resources")
+        raise Forbidden(f"{res_type} resources are not written by patients or their proxies"
+                        if self.who.kind in (Kind.PATIENT, Kind.PROXY) else f"This caller may not write {res_type}")
 
     # -- reads ----------------------------------------------------------------------------------
     def shown(self, conn: Connection | None, st: Stored) -> Stored:

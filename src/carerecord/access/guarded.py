@@ -14,12 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Select, func, select
 
 from carerecord.access.clauses import GuardedCompiler
 from carerecord.access.guard import Guard
 from carerecord.access.redaction import MASKED_TYPES
 from carerecord.errors import Gone, NotFound
+from carerecord.fhir.indexing import patient_compartments
 from carerecord.fhir.search_query import Query
 from carerecord.store import schema as s
 from carerecord.store.interactions import Interactions, Result, check_id
@@ -135,23 +137,11 @@ class GuardedInteractions(Interactions):
 
     def check_reference_objects(self, unit: Unit, refs: list[tuple[str, dict[str, Any]]],
                                 pending: frozenset[tuple[str, str]] = frozenset()) -> None:
-        """The store's reference check, after the guard's: every resource a transaction is about
-        to write must be visible if it exists, of a type the role may touch, and refer to no
-        patient the caller cannot reach."""
-        for res_type, res_id in sorted(pending):
-            self.guard.check_type(res_type)
-            self.existing(unit, res_type, res_id)
+        """The store's reference check, after the guard's: no reference to a patient the
+        caller cannot reach. (What a transaction writes was checked entry by entry in
+        :meth:`before_write`.)"""
         self.guard.check_references(unit.conn, refs, self.base, pending)
         super().check_reference_objects(unit, refs, pending)
-
-    def existing(self, unit: Unit, res_type: str, res_id: str) -> None:
-        """NotFound (as for an unknown resource) unless the current version is visible; a
-        missing or deleted one is left to the store."""
-        try:
-            st = unit.read(res_type, res_id)
-        except (NotFound, Gone):
-            return
-        self.guard.check_existing(unit.conn, st)
 
     def writable(self, unit: Unit, res_type: str, res_id: str, *, missing_ok: bool) -> Stored | None:
         """The current version of a resource the caller is about to change, if it may see it.
@@ -174,12 +164,34 @@ class GuardedInteractions(Interactions):
         self.guard.check_existing(unit.conn, st)
         return st
 
+    def may_write(self, unit: Unit, res_type: str, res_id: str | None = None,
+                  resource: dict[str, Any] | None = None) -> None:
+        """403 unless the caller may write ``res_type`` (the role's write activities), decided
+        before anything is looked up; the refusal is audited as denied for the patients of
+        the resource concerned (the body's, or the current version's)."""
+        if self.guard.may_write(res_type):
+            return
+        patients: list[str] = []
+        try:
+            if resource is not None:
+                patients = patient_compartments(resource)
+            elif res_id is not None:
+                current = unit.read(res_type, res_id)
+                patients = patient_compartments(orjson.loads(current.content or b"{}"))
+        except Exception:  # noqa: BLE001,S110 - the refusal stands; only its audit names fewer patients
+            pass
+        self.guard.refuse_write(res_type, patients)
+
     def before_write(self, unit: Unit, res_type: str, res_id: str, resource: dict[str, Any],
                      current: Current | None, chosen_id: bool) -> bool:
-        """A transaction's POST or PUT entry: a PUT replaces only what the caller may see, and
-        creates with a client-chosen id only for those who may create at will (no oracle);
-        the authoring organisation is stamped (True when the resource changed)."""
+        """A transaction's POST or PUT entry: a type the role may write; a PUT replaces only
+        what the caller may see, and creates with a client-chosen id only for those who may
+        create at will (no oracle); the authoring organisation is stamped (True when the
+        resource changed)."""
+        self.may_write(unit, res_type, resource=resource)
         st = None
+        if current is not None and not current.deleted:
+            self.guard.check_type(res_type)
         if current is not None or chosen_id:
             st = self.writable(unit, res_type, res_id,
                                missing_ok=not chosen_id or self.guard.may_create_at_will(res_type))
@@ -188,7 +200,9 @@ class GuardedInteractions(Interactions):
     def create(self, unit: Unit, resource: dict[str, Any], res_type: str,
                if_none_exist: str | None = None, res_id: str | None = None, *,
                validated: bool = False) -> Result:
-        self.guard.check_type(res_type)
+        """Create: a type the role may write (not necessarily read: a care worker records an
+        Observation they may not browse), stamped with its author."""
+        self.may_write(unit, res_type, resource=resource)
         self.guard.stamp(resource, None, self.base)
         return super().create(unit, resource, res_type, if_none_exist, res_id, validated=validated)
 
@@ -197,13 +211,21 @@ class GuardedInteractions(Interactions):
         """Update; update-as-create (an unknown id) only for callers who may create at will, so
         an unknown id and a forbidden one answer alike (404) for everyone else."""
         check_id(res_id)
+        self.may_write(unit, res_type, resource=resource)
         self.guard.check_type(res_type)
         st = self.writable(unit, res_type, res_id, missing_ok=self.guard.may_create_at_will(res_type))
         self.guard.stamp(resource, st, self.base)
         return super().update(unit, res_type, res_id, resource, if_match, validated=validated)
 
+    def conditional_update(self, unit: Unit, res_type: str, query: str, resource: dict[str, Any],
+                           if_match: int | None = None) -> Result:
+        self.may_write(unit, res_type, resource=resource)
+        self.guard.check_type(res_type)
+        return super().conditional_update(unit, res_type, query, resource, if_match)
+
     def patch(self, unit: Unit, res_type: str, res_id: str, kind: str, body: Any,
               if_match: int | None = None) -> Result:
+        self.may_write(unit, res_type, res_id)
         self.guard.check_type(res_type)
         self.writable(unit, res_type, res_id, missing_ok=False)
         return super().patch(unit, res_type, res_id, kind, body, if_match)
@@ -212,9 +234,15 @@ class GuardedInteractions(Interactions):
         """Delete. Deleting nothing is no error for a trusted system (as in the store); for
         anyone else an unknown id answers as a forbidden one (404), and a deleted one is
         deleted again (204) only if they could see it."""
+        self.may_write(unit, res_type, res_id)
         self.guard.check_type(res_type)
         try:
             self.writable(unit, res_type, res_id, missing_ok=self.guard.unrestricted())
         except Gone:  # deleted before, and they could see it: deleting again changes nothing
             return Result(204, None)
         return super().delete(unit, res_type, res_id, if_match)
+
+    def conditional_delete(self, unit: Unit, res_type: str, query: str) -> Result:
+        self.may_write(unit, res_type)
+        self.guard.check_type(res_type)
+        return super().conditional_delete(unit, res_type, query)
