@@ -22,7 +22,14 @@ Searches are restricted in SQL (:class:`GuardedSearcher` adds a compartment cond
 store's plan, so pages and cursors only ever walk permitted rows) and then filtered resource by
 resource (consent categories, labels, S-flag redaction), which can only shorten a page. Reads
 of forbidden resources answer exactly as unknown ones (404 "X/y is not known"); writes that
-reference a patient the caller cannot see answer exactly as a reference to an unknown one.
+reference a patient the caller cannot see answer exactly as a reference to an unknown one, and
+writes to an id the caller cannot see exactly as to an unknown id (only a trusted system may
+create with an id of its choosing). The inner clauses of chains and ``_has`` are held to the
+same decisions in SQL (:mod:`carerecord.access.clauses`). Writes need the role's write
+activity for the type (:meth:`Guard.may_write`), and every write but a trusted system's is
+stamped with its author (:meth:`Guard.stamp`), from which sensitive labels read the authoring
+organisation. An S-flagged patient's compartment reaches anyone outside their own care
+redacted (:mod:`carerecord.access.redaction`).
 
 The audit contract: :attr:`Guard.state` is the request's ASGI state; the guard sets
 ``audit_patients``, ``audit_resources``, ``audit_outcome`` and ``audit_reason`` there for the
