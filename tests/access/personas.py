@@ -4,6 +4,7 @@ proves the sign-in itself), so the persona tests spend their time on what the gu
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,8 @@ from carerecord.access.tokens import AccessTokens
 from carerecord.cli.access import persona_bundle
 from carerecord.demo import DEMO_TODAY, generate, person_resources, transaction
 
+ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+CONF = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 SEED = 2026
 SCOPE = "user/*.cruds patient/*.cruds"
 PEOPLE = range(8)
@@ -85,3 +88,33 @@ def entries(r: httpx.Response, mode: str | None = None) -> list[dict[str, Any]]:
 
 def refs(resources: list[dict[str, Any]]) -> set[str]:
     return {f"{x['resourceType']}/{x['id']}" for x in resources}
+
+
+def put(demo: httpx.Client, resource: dict[str, Any]) -> dict[str, Any]:
+    """Write ``resource`` with its own id as the system client (which may create at will)."""
+    r = demo.put(f"/{resource['resourceType']}/{resource['id']}", json=resource)
+    assert r.status_code in (200, 201), r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def observation(patient: str, **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Observation", "id": new_id("obs"), "status": "final", "code": {"text": "Note"},
+            "subject": {"reference": f"Patient/{patient}"}, **extra}
+
+
+def same_answer(a: httpx.Response, b: httpx.Response, a_id: str, b_id: str) -> None:
+    """Two answers are identical but for the ids asked about."""
+    assert a.status_code == b.status_code, (a.text, b.text)
+    assert a.text.replace(a_id, "X") == b.text.replace(b_id, "X")
+
+
+def open_encounter(demo: httpx.Client, patient: str, org: str) -> str:
+    enc = {"resourceType": "Encounter", "id": new_id("enc"), "status": "in-progress",
+           "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "EMER"},
+           "subject": {"reference": f"Patient/{patient}"}, "serviceProvider": {"reference": f"Organization/{org}"}}
+    put(demo, enc)
+    return str(enc["id"])

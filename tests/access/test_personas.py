@@ -8,16 +8,14 @@ their own person or their own added resources, so they do not depend on each oth
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
-from sqlalchemy import Engine
 
 from tests.access.personas import (
+    ACT,
     CARE_WORKER,
+    CONF,
     GP,
     OTHER_PATIENT,
     PARAMEDIC,
@@ -27,62 +25,15 @@ from tests.access.personas import (
     PROXY,
     RECEPTIONIST,
     WARD_NURSE,
-    Persona,
     entries,
-    load_demo,
+    new_id,
+    observation,
+    open_encounter,
     pid,
+    put,
     refs,
-    token,
+    same_answer,
 )
-from tests.conftest import wipe
-
-ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
-CONF = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
-
-
-@pytest.fixture(scope="module")
-def demo(live_server: str, engine: Engine, system_token: str) -> Iterator[httpx.Client]:
-    wipe(engine)
-    yield from load_demo(live_server, system_token)
-
-
-@pytest.fixture
-def as_(demo: httpx.Client, engine: Engine, live_server: str) -> Any:
-    """``as_(persona)``: headers carrying that persona's token."""
-    def headers(who: Persona, scope: str | None = None, launch: str | None = None) -> dict[str, str]:
-        minted = token(engine, live_server, who, launch=launch) if scope is None else \
-            token(engine, live_server, who, scope, launch=launch)
-        return {"Authorization": f"Bearer {minted}"}
-    return headers
-
-
-def put(demo: httpx.Client, resource: dict[str, Any]) -> dict[str, Any]:
-    r = demo.put(f"/{resource['resourceType']}/{resource['id']}", json=resource)
-    assert r.status_code in (200, 201), r.text
-    return r.json()  # type: ignore[no-any-return]
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def observation(patient: str, **extra: Any) -> dict[str, Any]:
-    return {"resourceType": "Observation", "id": new_id("obs"), "status": "final", "code": {"text": "Note"},
-            "subject": {"reference": f"Patient/{patient}"}, **extra}
-
-
-def same_answer(a: httpx.Response, b: httpx.Response, a_id: str, b_id: str) -> None:
-    """Two answers are identical but for the ids asked about."""
-    assert a.status_code == b.status_code
-    assert a.text.replace(a_id, "X") == b.text.replace(b_id, "X")
-
-
-def open_encounter(demo: httpx.Client, patient: str, org: str) -> str:
-    enc = {"resourceType": "Encounter", "id": new_id("enc"), "status": "in-progress",
-           "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "EMER"},
-           "subject": {"reference": f"Patient/{patient}"}, "serviceProvider": {"reference": f"Organization/{org}"}}
-    put(demo, enc)
-    return str(enc["id"])
 
 
 # -- relationships -------------------------------------------------------------------------------

@@ -55,3 +55,24 @@ def test_a_code_mapped_to_two_roles_is_refused_when_the_table_is_built() -> None
         assert "maps to both" in str(e)
     else:
         raise AssertionError("a clash was accepted")
+
+
+def test_every_type_an_activity_writes_is_an_r4_resource_type() -> None:
+    from carerecord.access.policy import PATIENT_WRITES_BEYOND_COMPARTMENT, WRITES
+    from carerecord.fhir import model
+
+    named = set(PATIENT_WRITES_BEYOND_COMPARTMENT).union(*WRITES.values())
+    assert named - set(model.resource_types()) == set()
+
+
+def test_who_writes_prescriptions_and_clinical_notes() -> None:
+    from carerecord.access.policy import may_write_type
+
+    writers = {t: {r.key for r in ROLES if may_write_type(r.activities, t)}
+               for t in ("MedicationRequest", "Condition", "Observation", "Appointment", "Patient", "Organization")}
+    assert writers["MedicationRequest"] == {"doctor", "pharmacist"}
+    assert writers["Condition"] == {"doctor", "nurse", "pharmacist", "paramedic"}
+    assert writers["Observation"] == {"doctor", "nurse", "pharmacist", "paramedic", "care-worker"}
+    assert writers["Appointment"] == {"doctor", "nurse", "receptionist"}
+    assert writers["Patient"] == {"receptionist"}
+    assert writers["Organization"] == {"administrator"}

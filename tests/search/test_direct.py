@@ -165,7 +165,7 @@ class _Held(Searcher):
         p.conds.extend(self.extra)
         return p
 
-    def direct_conditions(self, postgres: bool) -> tuple[str, list[Any]] | None:
+    def direct_conditions(self, q: Any, postgres: bool) -> tuple[str, list[Any]] | None:
         return direct.conditions_sql(self.extra, postgres)
 
 

@@ -7,12 +7,18 @@ free text (an empty text is refused: a reason nobody can review is no reason), l
 :data:`CLAIM_SECONDS` / :data:`BREAK_GLASS_SECONDS`, are stored in ``access_grants`` (migration
 0006), listed in the privacy officer's queue (``GET /fhir/$access-queue``) until reviewed, and
 named as the access basis in the patient's access log ("self-claimed", "break-glass:<reason>").
+
+The privacy officer closes each item (:func:`review`, ``POST /fhir/$review-access``, the
+REVIEW_ACCESS activity) with an outcome from :data:`OUTCOMES` and a note (required, as for the
+claim itself), recorded with who reviewed it and when (migration 0008); an item is reviewed
+once. An ``inappropriate`` outcome also ends the grant at once: access found unjustified does
+not run on for the rest of its hours.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import (
     BigInteger,
@@ -27,10 +33,11 @@ from sqlalchemy import (
     Text,
     insert,
     select,
+    update,
 )
 
 from carerecord.access import tables
-from carerecord.errors import Invalid
+from carerecord.errors import Conflict, Invalid, NotFound
 from carerecord.store.records import now_us
 
 CLAIM_SECONDS = 24 * 3600  # a self-claim covers a working day's care
@@ -44,6 +51,13 @@ REASONS: dict[str, str] = {
     "safeguarding": "A safeguarding concern for the patient or others",
     "public-interest": "Disclosure in the public interest or required by law",
     "direct-care-referral": "Direct care the patient has been referred for, not yet recorded",
+}
+
+APPROPRIATE, INAPPROPRIATE, ESCALATED = "appropriate", "inappropriate", "escalated"
+OUTCOMES: dict[str, str] = {
+    APPROPRIATE: "The access was justified",
+    INAPPROPRIATE: "The access was not justified (the grant ends now)",
+    ESCALATED: "Referred for investigation (e.g. to the Caldicott Guardian or HR)",
 }
 
 _BIG = BigInteger().with_variant(Integer(), "sqlite")
@@ -60,6 +74,11 @@ grants = Table(
     Column("created_us", _BIG, nullable=False),
     Column("expires_us", _BIG, nullable=False),
     Column("reviewed", Boolean, nullable=False, default=False),
+    Column("review_outcome", Text),  # a key of OUTCOMES (migration 0008)
+    Column("review_note", Text),
+    Column("reviewer", Text),  # Practitioner/x
+    Column("reviewer_role", Text),  # PractitionerRole/x
+    Column("reviewed_us", _BIG),
     Index("ix_access_grants_who", "practitioner_role", "patient_id", "expires_us"),
     Index("ix_access_grants_queue", "reviewed", "created_us"),
 )
@@ -78,6 +97,11 @@ class AccessGrant:
     created_us: int
     expires_us: int
     reviewed: bool
+    review_outcome: str | None = None
+    review_note: str | None = None
+    reviewer: str | None = None
+    reviewer_role: str | None = None
+    reviewed_us: int | None = None
 
     def basis(self) -> str:
         """The access basis as the audit trail records it."""
@@ -121,9 +145,42 @@ def granted_patients(practitioner_role: str) -> Select[tuple[str]]:
                                              grants.c.expires_us > now_us())
 
 
-def queue(engine: Engine, limit: int = 200) -> list[AccessGrant]:
-    """Unreviewed grants, newest first: the privacy officer's queue."""
+def queue(engine: Engine, limit: int = 200, *, reviewed: bool = False) -> list[AccessGrant]:
+    """Unreviewed grants (or, with ``reviewed``, reviewed ones), newest first: the privacy
+    officer's queue."""
+    order = grants.c.reviewed_us.desc() if reviewed else grants.c.created_us.desc()
     with engine.connect() as conn:
-        rows = conn.execute(select(grants).where(grants.c.reviewed.is_(False))
-                            .order_by(grants.c.created_us.desc()).limit(limit)).all()
+        rows = conn.execute(select(grants).where(grants.c.reviewed.is_(reviewed))
+                            .order_by(order).limit(limit)).all()
     return [AccessGrant(**r._mapping) for r in rows]
+
+
+def check_review(outcome: str, note: str) -> None:
+    """Invalid unless ``outcome`` is one of :data:`OUTCOMES` and ``note`` says something."""
+    if outcome not in OUTCOMES:
+        raise Invalid(f"outcome must be one of {', '.join(sorted(OUTCOMES))}", "outcome")
+    if not note.strip():
+        raise Invalid("A review needs a note saying what was found", "note")
+
+
+def review(engine: Engine, grant_id: str, outcome: str, note: str, reviewer: str,
+           reviewer_role: str) -> AccessGrant:
+    """Close a queue item (after :func:`check_review`): NotFound for an unknown grant,
+    Conflict for one already reviewed (a review is not rewritten; the first stands). An
+    ``inappropriate`` outcome ends the grant now."""
+    check_review(outcome, note)
+    now = now_us()
+    with engine.begin() as conn:
+        row = conn.execute(select(grants).where(grants.c.grant_id == grant_id)).first()
+        if row is None:
+            raise NotFound(f"No self-claim or break-glass {grant_id!r} is known")
+        found = AccessGrant(**row._mapping)
+        values: dict[str, object] = {"reviewed": True, "review_outcome": outcome, "review_note": note.strip()[:2000],
+                                     "reviewer": reviewer, "reviewer_role": reviewer_role, "reviewed_us": now}
+        if outcome == INAPPROPRIATE:
+            values["expires_us"] = min(found.expires_us, now)
+        done = conn.execute(update(grants).where(grants.c.grant_id == grant_id, grants.c.reviewed.is_(False))
+                            .values(**values))
+        if done.rowcount != 1:
+            raise Conflict(f"The {found.kind} {grant_id!r} has already been reviewed")
+    return replace(found, **values)  # type: ignore[arg-type]

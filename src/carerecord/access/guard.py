@@ -22,7 +22,14 @@ Searches are restricted in SQL (:class:`GuardedSearcher` adds a compartment cond
 store's plan, so pages and cursors only ever walk permitted rows) and then filtered resource by
 resource (consent categories, labels, S-flag redaction), which can only shorten a page. Reads
 of forbidden resources answer exactly as unknown ones (404 "X/y is not known"); writes that
-reference a patient the caller cannot see answer exactly as a reference to an unknown one.
+reference a patient the caller cannot see answer exactly as a reference to an unknown one, and
+writes to an id the caller cannot see exactly as to an unknown id (only a trusted system may
+create with an id of its choosing). The inner clauses of chains and ``_has`` are held to the
+same decisions in SQL (:mod:`carerecord.access.clauses`). Writes need the role's write
+activity for the type (:meth:`Guard.may_write`), and every write but a trusted system's is
+stamped with its author (:meth:`Guard.stamp`), from which sensitive labels read the authoring
+organisation. An S-flagged patient's compartment reaches anyone outside their own care
+redacted (:mod:`carerecord.access.redaction`).
 
 The audit contract: :attr:`Guard.state` is the request's ASGI state; the guard sets
 ``audit_patients``, ``audit_resources``, ``audit_outcome`` and ``audit_reason`` there for the
@@ -33,22 +40,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, exists, literal, or_, select
+from sqlalchemy import ColumnElement, Connection, FromClause, and_, exists, literal, or_, select
 
 from carerecord.access import breakglass, relationships
 from carerecord.access.consent import Sharing, sharing
 from carerecord.access.policy import (
+    PATIENT_WRITES_BEYOND_COMPARTMENT,
+    RESTRICTED_PATIENT,
     SENSITIVE,
     authoring_organization,
     labels,
     may_read_type,
+    may_write_type,
     patient_data_types,
 )
 from carerecord.access.principal import Kind, Principal
-from carerecord.access.redaction import redact, restricted
+from carerecord.access.redaction import redact
+from carerecord.access.scopes import Verdict
 from carerecord.errors import Forbidden, Invalid, Issue, NotFound
 from carerecord.fhir.indexing import patient_compartments
 from carerecord.fhir.references import local_reference, split_relative
@@ -71,6 +82,12 @@ class Decision:
     own_care: bool = False
     sharing: Sharing | None = None
     registered: bool = False
+    restricted: bool = False  # an S-flagged patient (looked up only when not own care)
+
+    @property
+    def redacting(self) -> bool:
+        """Whether the patient's resources reach this caller redacted (:mod:`redaction`)."""
+        return self.allowed and self.restricted and not self.own_care
 
 
 DENY = Decision(False)
@@ -84,6 +101,8 @@ class Guard:
         self.who = principal
         self.state = state if state is not None else {}
         self._decisions: dict[str, Decision] = {}  # this request only
+        self.redacted: dict[int, bytes] = {}  # rid -> the redacted content shown (for _include)
+        self._redacting_patients: list[str] | None = None
         self.state.setdefault("audit_patients", set())
         self.state.setdefault("audit_resources", [])
 
@@ -106,6 +125,13 @@ class Guard:
         """A trusted system not held to a launch patient: it may see everything, so its reads
         need no look at the record (the integrations' hot path)."""
         return self.trusted and self.launch_only() is None
+
+    def may_create_at_will(self, res_type: str) -> bool:
+        """Whether this caller may create ``res_type`` with an id of its own choosing (a PUT to
+        an unknown id, update-as-create): only a trusted system with an unrestricted
+        ``system/<type>.c`` scope. Anyone else who could do it would learn, from a 404 for a
+        forbidden id where an unknown one is created, that the forbidden id exists."""
+        return self.unrestricted() and self.who.scopes.decide("system", res_type, "c").verdict is Verdict.ALLOWED
 
     def launch_only(self) -> str | None:
         """The launch patient a patient-context-only token is held to ("" if it has none)."""
@@ -153,7 +179,7 @@ class Guard:
                             consent, registered)
         grant = breakglass.active(conn, self.who.role.practitioner_role, pid)
         if grant is not None and (grant.kind == breakglass.BREAK_GLASS or not consent.refuses(org, registered)):
-            return Decision(True, grant.basis(), False, consent, registered)
+            return Decision(True, grant.basis(), False, consent, registered, restricted_patient(conn, pid))
         return DENY
 
     def may_see(self, conn: Connection, res_type: str, patients: Iterable[str],
@@ -201,6 +227,26 @@ class Guard:
         if self.who.kind is Kind.STAFF and not self._activities():
             raise Forbidden("The selected role gives no access to the record")
 
+    def may_write(self, res_type: str) -> bool:
+        """Whether this caller may write ``res_type`` at all: staff by their role's activities
+        (``policy.may_write_type``: a receptionist books appointments but writes no Condition);
+        patients and proxies only types of a Patient compartment (their own, as the reference
+        checks ensure) and Tasks, never reference data; trusted systems by their scopes alone."""
+        if self.trusted:
+            return True
+        if self.who.kind in (Kind.PATIENT, Kind.PROXY):
+            return res_type in patient_data_types() or res_type in PATIENT_WRITES_BEYOND_COMPARTMENT
+        return self.who.kind is Kind.STAFF and may_write_type(self._activities(), res_type)
+
+    def refuse_write(self, res_type: str, patients: Iterable[str]) -> NoReturn:
+        """Forbidden (403, a decision about the type, so no oracle), audited as denied for
+        ``patients`` (those of the resource the write was about)."""
+        self.denied(patients)
+        if self.who.kind is Kind.STAFF:
+            raise Forbidden(f"The selected role may not write {res_type} resources")
+        raise Forbidden(f"{res_type} resources are not written by patients or their proxies"
+                        if self.who.kind in (Kind.PATIENT, Kind.PROXY) else f"This caller may not write {res_type}")
+
     # -- reads ----------------------------------------------------------------------------------
     def shown(self, conn: Connection | None, st: Stored) -> Stored:
         """``st`` as this caller may see it: NotFound (worded as for an unknown resource) when
@@ -222,24 +268,56 @@ class Guard:
             self.denied(patients)
             raise NotFound(f"{st.res_type}/{st.res_id} is not known")
         self.noted(patients, [f"{st.res_type}/{st.res_id}"])
-        if restricted(resource) and not self._own_care(conn, patients):
+        if self.redacting(conn, patients):
             return Stored(st.res_type, st.res_id, st.version, st.last_updated, st.deleted,
-                          orjson.dumps(redact(resource)), st.method)
+                          orjson.dumps(redact(resource, self.own_refs())), st.method)
         return st
 
-    def visible_version(self, conn: Connection, st: Stored) -> bool:
-        """Whether one stored version (of a history) is visible, by its own patients."""
-        if st.content is None:
-            return True
-        resource = orjson.loads(st.content)
-        return self.may_see(conn, st.res_type, patient_compartments(resource), resource)
+    def versions(self, conn: Connection, entries: list[Stored]) -> list[Stored]:
+        """The versions of an instance history this caller may see, each by its own
+        patients, redacted as a read of it would be (an older version of an S-flagged
+        patient's resource holds the same address, whatever labels it had then)."""
+        out = []
+        for st in entries:
+            if st.content is None:
+                out.append(st)
+                continue
+            resource = orjson.loads(st.content)
+            patients = patient_compartments(resource)
+            if not self.may_see(conn, st.res_type, patients, resource):
+                continue
+            if self.redacting(conn, patients):
+                st = Stored(st.res_type, st.res_id, st.version, st.last_updated, st.deleted,
+                            orjson.dumps(redact(resource, self.own_refs())), st.method)
+            out.append(st)
+        return out
 
-    def _own_care(self, conn: Connection, patients: list[str]) -> bool:
-        return all(self.decide(conn, p).own_care for p in patients)
+    def redacting(self, conn: Connection, patients: Iterable[str]) -> bool:
+        """Whether a resource in these patients' compartments reaches this caller redacted: one
+        of them is S-flagged and the caller is not one of their own care organisations."""
+        if self.unrestricted() or self.who.kind is not Kind.STAFF:
+            return False  # systems, the patient and their proxies: their own
+        return any(self.decide(conn, p).redacting for p in patients)
+
+    def own_refs(self) -> frozenset[str]:
+        """The caller's own organisation, PractitionerRole and Practitioner as references:
+        redaction leaves them, since they tell the caller nothing."""
+        return frozenset(f"{t}/{i}" for t, i in self.carer.refs())
+
+    def redacting_patients(self, conn: Connection) -> list[str]:
+        """The patients this caller reaches but sees redacted (S-flagged, reached by a claim
+        or break-glass): searches must not match their resources on redacted fields."""
+        if self._redacting_patients is None:
+            found: list[str] = []
+            if self.who.kind is Kind.STAFF and self.who.role is not None:
+                granted = {str(row[0]) for row in conn.execute(breakglass.granted_patients(self.who.role.practitioner_role))}
+                found = sorted(p for p in granted if self.decide(conn, p).redacting)
+            self._redacting_patients = found
+        return self._redacting_patients
 
     def hits(self, conn: Connection, hits: list[Hit]) -> list[Hit]:
         """The visible hits (matches or includes), S-flagged Patients redacted, noted for audit."""
-        comps = self._patients_of(conn, hits)
+        comps = self.patients_of(conn, hits)
         if self.trusted and self.launch_only() is None:
             for h in hits:
                 self.noted(comps.get(h.rid, ()), [f"{h.res_type}/{h.res_id}"])
@@ -250,14 +328,16 @@ class Guard:
             resource = orjson.loads(h.content) if b'"security"' in h.content else None
             if not self.may_see(conn, h.res_type, patients, resource):
                 continue
-            if resource is not None and restricted(resource) and not self._own_care(conn, patients or [h.res_id]):
-                h = Hit(h.rid, h.res_type, h.res_id, orjson.dumps(redact(resource)), h.mode)
+            if self.redacting(conn, patients):
+                shown = orjson.dumps(redact(resource or orjson.loads(h.content), self.own_refs()))
+                self.redacted[h.rid] = shown
+                h = Hit(h.rid, h.res_type, h.res_id, shown, h.mode)
             self.noted(patients, [f"{h.res_type}/{h.res_id}"])
             out.append(h)
         return out
 
     @staticmethod
-    def _patients_of(conn: Connection, hits: list[Hit]) -> dict[int, list[str]]:
+    def patients_of(conn: Connection, hits: list[Hit]) -> dict[int, list[str]]:
         """The Patient compartments of ``hits`` by rid: one constant statement per 500 hits on
         the driver (through SQLAlchemy's expression layer this lookup was an eighth of a
         search's CPU, py-spy 2026-11-23)."""
@@ -277,13 +357,14 @@ class Guard:
         return out
 
     # -- search restriction -----------------------------------------------------------------------
-    def restriction(self) -> list[ColumnElement[bool]]:
-        """Conditions on ``resources`` that keep a search inside the permitted compartments
-        (and, for staff, the permitted types): empty for trusted systems."""
+    def restriction(self, alias: FromClause | None = None) -> list[ColumnElement[bool]]:
+        """Conditions on ``resources`` (or on ``alias`` of it: the rows of a chain's or _has's
+        inner clause) that keep a search inside the permitted compartments (and, for staff,
+        the permitted types): empty for trusted systems."""
         launch = self.launch_only()
         if self.trusted and launch is None:
             return []
-        c, r = s.compartments, s.resources
+        c, r = (s.compartments, s.resources) if alias is None else (s.compartments.alias(), alias)
         if launch is not None and self.trusted:
             bad: ColumnElement[bool] = c.c.patient_id != launch
         elif self.who.kind in (Kind.PATIENT, Kind.PROXY):
@@ -318,6 +399,38 @@ class Guard:
                 msg = f"Reference Patient/{pair[1]} does not resolve to an existing resource"
                 self.denied([pair[1]])
                 raise Invalid(msg, path, [Issue("error", "not-found", msg, (path,))])
+
+    def stamp(self, resource: dict[str, Any], current: Stored | None, base: str | None) -> bool:
+        """Set ``meta.source``, from which the guard reads a resource's authoring organisation
+        (sensitive labels), so that no client can claim another organisation's authorship;
+        True if it changed. A new resource gets the writer's organisation
+        (``<base>/Organization/<id>``) for staff, the writer (``<base>/Patient/<id>``,
+        ``RelatedPerson/<id>``) for patients and proxies; an update keeps the source of the
+        version it replaces, so a later writer (another organisation reaching it by consent or
+        break-glass) never takes over authorship. Trusted systems keep the source they send:
+        an integration states the organisation its records come from."""
+        if self.trusted:
+            return False
+        if current is not None:
+            assert current.content is not None
+            meta = orjson.loads(current.content).get("meta")
+            source = meta.get("source") if isinstance(meta, dict) else None
+        else:
+            writer = self.organization if self.who.kind is Kind.STAFF else self.who.fhir_user
+            source = f"{base.rstrip('/')}/{writer}" if writer and base else writer
+        meta = resource.get("meta")
+        if not isinstance(meta, dict):
+            meta = {}
+        if meta.get("source") == source:
+            return False
+        meta = {k: v for k, v in meta.items() if k != "source"}
+        if isinstance(source, str):
+            meta["source"] = source
+        if meta:
+            resource["meta"] = meta
+        else:
+            resource.pop("meta", None)
+        return True
 
     def gone(self, conn: Connection, res_type: str, res_id: str) -> None:
         """Before answering 410 for a deleted resource: NotFound (as for an unknown one) unless
@@ -369,3 +482,14 @@ class Guard:
                 if b.startswith(prefix):
                     return b
         return {Kind.PATIENT: SELF, Kind.PROXY: PROXY}.get(self.who.kind, "none")
+
+
+def restricted_patient(conn: Connection, patient_id: str) -> bool:
+    """Whether the Patient is S-flagged (``meta.security`` Confidentiality R or V), from its
+    ``_security`` index rows."""
+    r, tok = s.resources, s.idx_token
+    flags = [and_(tok.c.system == system, tok.c.code == code) for system, code in sorted(RESTRICTED_PATIENT)]
+    row = conn.execute(select(literal(1)).select_from(r).join(tok, tok.c.rid == r.c.rid).where(
+        r.c.res_type == "Patient", r.c.res_id == patient_id, r.c.deleted.is_(False),
+        tok.c.pkey == s.param_key("Patient", "_security"), or_(*flags)).limit(1)).first()
+    return row is not None

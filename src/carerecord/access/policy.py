@@ -1,10 +1,16 @@
-"""DATA: which role activities reach which resource types, and which security labels matter.
+"""DATA: which role activities read and write which resource types, and which security labels matter.
 
 A role decides *what* a member of staff may see (issue 4): a receptionist sees demographics and
 appointments but no clinical resources; a care worker sees the social care record (care plans,
 notes, medicines, allergies, DNACPR and other flags) of the people their provider looks after.
 Resource types outside every Patient compartment (Organization, Practitioner, Medication,
 terminology...) are reference data: any signed-in caller whose scopes allow them may read them.
+
+A role decides what a member of staff may *write* too (:data:`WRITES`), separately from what they
+may read: a receptionist books appointments and registers patients but writes no Condition or
+MedicationRequest; a care worker records Observations, care notes (Communication) and care plans,
+and gives medicines, but does not prescribe; only prescribers write MedicationRequests, only
+registration staff Patients (and so a Patient's S-flag), only administrators the directory.
 
 Security labels (``meta.security``), http://hl7.org/fhir/R4/security-labels.html:
 
@@ -18,7 +24,7 @@ Security labels (``meta.security``), http://hl7.org/fhir/R4/security-labels.html
 - A **restricted (S-flagged) patient** is a Patient resource labelled v3 Confidentiality ``R`` or
   ``V`` (PDS's "restricted" flag): see :mod:`carerecord.access.redaction`.
 
-Reviewing this module is a clinical-safety task (hazard log H034-H037).
+Reviewing this module is a clinical-safety task (hazard log H034-H037, H043).
 """
 
 from __future__ import annotations
@@ -51,6 +57,46 @@ _BY_ACTIVITY: dict[A, frozenset[str]] = {
     A.RECORD_SOCIAL_CARE_NOTES: SOCIAL_CARE,
     A.MANAGE_CONSENT: frozenset({"Consent"}) | DEMOGRAPHICS,
 }
+
+
+# What each activity lets a role WRITE (create, update, patch, delete; in transactions too).
+# Deny by default: a type no activity names is written by trusted systems only (terminology,
+# conformance resources, SearchParameter, ...). Reading is decided separately (_BY_ACTIVITY);
+# a write of an existing resource also needs it visible, so also readable.
+CLINICAL_NOTES = frozenset({
+    "AdverseEvent", "AllergyIntolerance", "BodyStructure", "CarePlan", "CareTeam", "ClinicalImpression",
+    "Communication", "CommunicationRequest", "Composition", "Condition", "DetectedIssue", "DeviceRequest",
+    "DeviceUseStatement", "DiagnosticReport", "DocumentReference", "Encounter", "EpisodeOfCare",
+    "FamilyMemberHistory", "Flag", "Goal", "ImagingStudy", "Immunization", "List", "Media",
+    "MedicationStatement", "NutritionOrder", "Observation", "Procedure", "Provenance", "QuestionnaireResponse",
+    "RiskAssessment", "ServiceRequest", "Specimen", "Task"})
+DIRECTORY = frozenset({"Organization", "Location", "Practitioner", "PractitionerRole", "HealthcareService",
+                       "Endpoint"})
+WRITES: dict[A, frozenset[str]] = {
+    A.RECORD_CLINICAL_NOTES: CLINICAL_NOTES,
+    A.RECORD_OBSERVATIONS: frozenset({"Observation", "QuestionnaireResponse"}),
+    # a prescription, the checks' findings (DetectedIssue) and the pharmacy's work item (Task)
+    A.PRESCRIBE: frozenset({"MedicationRequest", "MedicationStatement", "DetectedIssue", "Task", "Medication"}),
+    A.VERIFY_AND_DISPENSE: frozenset({"MedicationDispense", "MedicationRequest", "DetectedIssue", "Task",
+                                      "Medication"}),
+    A.ADMINISTER_MEDICINES: frozenset({"MedicationAdministration", "DetectedIssue"}),
+    A.RECORD_SOCIAL_CARE_NOTES: frozenset({"CarePlan", "Goal", "Communication", "Task"}),
+    A.MANAGE_APPOINTMENTS: APPOINTMENTS,
+    A.REGISTER_PATIENTS: DEMOGRAPHICS,
+    A.MANAGE_CONSENT: frozenset({"Consent"}),
+    A.MANAGE_DIRECTORY: DIRECTORY,
+}
+
+
+# Patients and proxies write records of their own compartment (the reference checks keep them
+# to their own) and Tasks (a repeat request: R4 has no Task in the Patient compartment), never
+# reference data.
+PATIENT_WRITES_BEYOND_COMPARTMENT = frozenset({"Task"})
+
+
+def may_write_type(activities: frozenset[A], res_type: str) -> bool:
+    """Whether the activities allow writing ``res_type`` at all (before the resource is looked at)."""
+    return any(res_type in WRITES.get(activity, frozenset()) for activity in activities)
 
 
 def patient_data_types() -> frozenset[str]:

@@ -68,5 +68,5 @@ ROLES: tuple[Role, ...] = (
     Role("administrator", "Administrator", _codes(
         (LOCAL, "administrator"),
         (SDS, "R0003")),  # Clinical Application Administrator
-        frozenset({A.MANAGE_USERS, A.MANAGE_CLIENTS, A.VIEW_AUDIT})),
+        frozenset({A.MANAGE_USERS, A.MANAGE_CLIENTS, A.MANAGE_DIRECTORY, A.VIEW_AUDIT})),
 )

@@ -37,6 +37,7 @@ class Activity(StrEnum):
     VIEW_AUDIT = "view-audit"
     MANAGE_USERS = "manage-users"
     MANAGE_CLIENTS = "manage-clients"
+    MANAGE_DIRECTORY = "manage-directory"  # write organisations, locations, staff and their roles
     LAUNCH_APPS = "launch-apps"  # start a SMART app in a patient's context (EHR launch)
 
 

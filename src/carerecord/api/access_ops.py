@@ -6,7 +6,14 @@ queue (issue 4; :mod:`carerecord.access.breakglass`).
   ``text`` (free text, required): staff only; break-glass needs the EMERGENCY_ACCESS activity.
   An unknown patient is a 404 (as a read would be for one who may break the glass: they could
   reach any known patient anyway). Answers the grant as Parameters (kind, expires).
-- ``GET /fhir/$access-queue``: the unreviewed grants, newest first, as Parameters; REVIEW_ACCESS.
+- ``GET /fhir/$access-queue``: the unreviewed grants, newest first, as Parameters (each with its
+  ``id``); ``?reviewed=true`` lists the reviewed ones with their outcome, note and reviewer;
+  REVIEW_ACCESS.
+- ``POST /fhir/$review-access`` with Parameters ``grant`` (the id), ``outcome`` (a code of
+  :data:`~carerecord.access.breakglass.OUTCOMES`) and ``note`` (free text, required): closes
+  the item; REVIEW_ACCESS. 404 for an unknown grant, 409 for one already reviewed, 400 naming
+  the parameter for a bad outcome or an empty note. Audited as an operation about the grant's
+  patient, purpose "privacy-review" (HCOMPL).
 """
 
 from __future__ import annotations
@@ -32,14 +39,21 @@ def _iso(us: int) -> str:
 
 
 def _grant_parameters(g: breakglass.AccessGrant) -> list[dict[str, Any]]:
+    review: list[dict[str, Any]] = []
+    if g.reviewed:
+        review = [{"name": "outcome", "valueCode": g.review_outcome or ""},
+                  {"name": "note", "valueString": g.review_note or ""},
+                  *([{"name": "reviewer", "valueReference": {"reference": g.reviewer}}] if g.reviewer else []),
+                  *([{"name": "reviewed", "valueDateTime": _iso(g.reviewed_us)}] if g.reviewed_us else [])]
     return [{"name": "grant", "part": [
+        {"name": "id", "valueId": g.grant_id},
         {"name": "kind", "valueCode": g.kind}, {"name": "patient", "valueReference": {"reference": f"Patient/{g.patient_id}"}},
         {"name": "who", "valueReference": {"reference": g.subject}},
         {"name": "role", "valueReference": {"reference": g.practitioner_role}},
         *([{"name": "organization", "valueReference": {"reference": g.organization}}] if g.organization else []),
         {"name": "reason", "valueCode": g.reason}, {"name": "text", "valueString": g.text},
         {"name": "created", "valueDateTime": _iso(g.created_us)},
-        {"name": "expires", "valueDateTime": _iso(g.expires_us)}]}]
+        {"name": "expires", "valueDateTime": _iso(g.expires_us)}, *review]}]
 
 
 def _value(body: dict[str, Any], name: str) -> str:
@@ -84,12 +98,57 @@ async def access_queue(request: Request) -> Response:
     who = principal(request)
     if not who.may(Activity.REVIEW_ACCESS):
         raise Forbidden("The access queue is for privacy officers (REVIEW_ACCESS)")
-    grants = breakglass.queue(request.app.state.ctx.repo.engine)
+    reviewed = request.query_params.get("reviewed", "false")
+    if reviewed not in ("true", "false"):
+        raise Invalid("reviewed must be true or false", "reviewed")
+    grants = breakglass.queue(request.app.state.ctx.repo.engine, reviewed=reviewed == "true")
     return fhir_response({"resourceType": "Parameters", "parameter": [p for g in grants for p in _grant_parameters(g)]},
                          media=response_format(request))
+
+
+def _parameter(body: dict[str, Any], name: str) -> tuple[str, str]:
+    """(the value of parameter ``name`` or "", its location in the body for an error)."""
+    for n, p in enumerate(body.get("parameter") or []):
+        if isinstance(p, dict) and p.get("name") == name:
+            for k, v in p.items():
+                if k.startswith("value"):
+                    return (v if isinstance(v, str) else ""), f"Parameters.parameter[{n}].{k}"
+            return "", f"Parameters.parameter[{n}]"
+    return "", f"Parameters.parameter.where(name='{name}')"
+
+
+async def review_access(request: Request) -> Response:
+    """Close a self-claim or break-glass in the privacy officer's queue."""
+    who = principal(request)
+    media = response_format(request)
+    if not who.may(Activity.REVIEW_ACCESS) or who.role is None:
+        raise Forbidden("Reviewing access is for privacy officers (REVIEW_ACCESS)")
+    body = await read_body(request)
+    if body.get("resourceType") != "Parameters":
+        raise Invalid("The body must be a Parameters resource", "resourceType")
+    (grant_id, at_grant), (outcome, at_outcome), (note, at_note) = (
+        _parameter(body, "grant"), _parameter(body, "outcome"), _parameter(body, "note"))
+    if not grant_id:
+        raise Invalid("The grant to review is required (its id, from $access-queue)", at_grant)
+    try:
+        breakglass.check_review(outcome, note)
+    except Invalid as err:
+        raise Invalid(err.message, at_outcome if err.issues[0].expression == ("outcome",) else at_note) from None
+    engine = request.app.state.ctx.repo.engine
+    try:
+        grant = await guarded.on_store(request, lambda: breakglass.review(
+            engine, grant_id, outcome, note, who.subject, who.role.practitioner_role if who.role else ""))
+    except NotFound as err:
+        raise NotFound(err.message, at_grant) from None
+    g = guarded.guard(request)
+    g.state["audit_patients"].add(grant.patient_id)
+    g.state["audit_outcome"] = "success"
+    g.state["audit_reason"] = "privacy-review"
+    return fhir_response({"resourceType": "Parameters", "parameter": _grant_parameters(grant)}, media=media)
 
 
 def routes() -> list[Route]:
     return [Route("/fhir/Patient/{id}/$claim-relationship", _grant(breakglass.SELF_CLAIM), methods=["POST"]),
             Route("/fhir/Patient/{id}/$break-glass", _grant(breakglass.BREAK_GLASS), methods=["POST"]),
-            Route("/fhir/$access-queue", access_queue, methods=["GET"])]
+            Route("/fhir/$access-queue", access_queue, methods=["GET"]),
+            Route("/fhir/$review-access", review_access, methods=["POST"])]

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Match, Route, Router, get_route_path
 from starlette.types import Receive, Scope, Send
 
-from carerecord.api import access_ops, cds_hooks, medicines, oauth, rest
+from carerecord.api import access_ops, cds_hooks, everything, medicines, oauth, rest
 from carerecord.api.access_log import access_log
 from carerecord.api.audit import AuditTrail
 from carerecord.api.auth import Access, BearerAuth
@@ -143,6 +143,7 @@ def routes() -> list[Route]:
         Route(f"/fhir/{t}/{i}/_history/{{vid}}", r.vread, methods=["GET"]),
         *_only(f"/fhir/{t}/{i}/$validate", validate_operation, ["POST"]),
         *_only("/fhir/Patient/{id}/$access-log", access_log, ["GET"]),
+        *_only("/fhir/Patient/{id}/$everything", everything.everything, ["GET", "POST"]),
         *medicines.routes(),  # the medicines operations, before the compartment search takes the GETs
         Route("/fhir/{comp}/{id}/{type}", r.search_compartment, methods=["GET"]),
         Route("/", root),
@@ -205,7 +206,8 @@ def create_app(settings: Settings | None = None, repo: Repository | None = None)
     app.state.ctx = ctx
     app.state.access = Access.build(settings, repo)  # sign-in and tokens; every /fhir route needs one
     app.state.capability = capability_statement(repo.registry, base, date=iso_instant(now_us()),
-                                                operations=medicines.capability_operations())
+                                                operations=medicines.capability_operations()
+                                                | everything.capability_operations())
     return app
 
 

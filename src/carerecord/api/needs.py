@@ -83,6 +83,9 @@ OPERATION_NEEDS: dict[tuple[str, str], tuple[str, *tuple[tuple[str, str], ...]]]
     (_TASK, "approve-repeat"): ("u", (_RX, "c"), (_RX, "u"), (_DI, "c"), (_TASK, "c")),
     (_TASK, "reject-repeat"): ("u",),
     ("Patient", "administration-chart"): ("r", (_RX, "s"), ("MedicationAdministration", "s")),
+    # $everything needs read of the Patient; each other type is returned only where the scopes
+    # allow it (api/everything.py filters by scope, so a narrower token gets less, not a 403)
+    ("Patient", "everything"): ("r",),
 }
 
 

@@ -352,7 +352,7 @@ async def history_instance(request: Request) -> Response:
                 guarded.read(request, t, i)
             except Gone:
                 pass  # gone() already refused what the caller could not see
-            page.entries[:] = [e for e in page.entries if e.content is None or g.visible_version(conn, e)]
+            page.entries[:] = g.versions(conn, page.entries)  # and redacted as a read would be
     return _history_response(request, page, f"{c.base}/{t}/{i}/_history")
 
 

@@ -578,9 +578,10 @@ def extract(resource: dict[str, Any], registry: SearchParamRegistry | None = Non
 
 def patient_compartments(resource: dict[str, Any]) -> list[str]:
     """Ids of the Patients whose compartment holds ``resource`` (R4 CompartmentDefinition
-    'patient', http://hl7.org/fhir/R4/compartmentdefinition-patient.html): the local
-    ``Patient/<id>`` values of the listed parameters; a Patient is also in its own. Absolute
-    and urn: references are not local and count for none."""
+    'patient', http://hl7.org/fhir/R4/compartmentdefinition-patient.html, with the types
+    :data:`~carerecord.fhir.model.COMPARTMENT_EXTENSIONS` adds): the local ``Patient/<id>``
+    values of the listed parameters; a Patient is also in its own. Absolute and urn:
+    references are not local and count for none."""
     rtype = resource.get("resourceType")
     out: dict[str, None] = {}
     if rtype == "Patient" and isinstance(resource.get("id"), str):

@@ -99,11 +99,30 @@ def value_set(url: str) -> dict[str, frozenset[str]] | None:
     return {system: frozenset(codes) for system, codes in vs.items()}
 
 
+# Resource types the R4 CompartmentDefinition 'patient' leaves out that are nonetheless about
+# one patient, with the parameters that name them: a Task for a patient (a pharmacy's dispensing
+# work item, a repeat request), a device implanted in them, a decision support answer about
+# them, their contract, a linkage of their records, a verification of their details. Kept in
+# the patient's compartment here, because access control works by compartment: left out, they
+# would be reference data that any signed-in caller could read.
+COMPARTMENT_EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "Task": ("patient", "requester", "owner"),
+    "Device": ("patient",),
+    "GuidanceResponse": ("patient",),
+    "Contract": ("patient", "signer"),
+    "Linkage": ("item", "source"),
+    "VerificationResult": ("target",),
+}
+
+
 @cache
 def patient_compartment() -> dict[str, tuple[str, ...]]:
-    """Resource type -> search parameter codes that put it in a Patient's compartment
-    (the R4 CompartmentDefinition 'patient')."""
-    return {k: tuple(v) for k, v in _raw()["patientCompartment"].items()}
+    """Resource type -> search parameter codes that put it in a Patient's compartment: the R4
+    CompartmentDefinition 'patient' and :data:`COMPARTMENT_EXTENSIONS`."""
+    out = {k: tuple(v) for k, v in _raw()["patientCompartment"].items()}
+    for rtype, codes in COMPARTMENT_EXTENSIONS.items():
+        out[rtype] = tuple(dict.fromkeys([*out.get(rtype, ()), *codes]))
+    return out
 
 
 @cache

@@ -109,6 +109,14 @@ class Interactions:
                 raise Invalid(msg, path, [Issue("error", "not-found", msg, (path,))])
             unit.known.add(pair)
 
+    def before_write(self, unit: Unit, res_type: str, res_id: str, resource: dict[str, Any],
+                     current: Current | None, chosen_id: bool) -> bool:
+        """Called for each POST or PUT entry of a transaction or batch before it is prepared
+        (``current``: the row a PUT replaces, if any; ``chosen_id``: the client chose the id).
+        A wrapper (the access guard) may refuse the write by raising, or change ``resource``
+        and return True so that its index rows are extracted again. Here: nothing to do."""
+        return False
+
     # -- interactions ---------------------------------------------------------------------------
     def create(self, unit: Unit, resource: dict[str, Any], res_type: str,
                if_none_exist: str | None = None, res_id: str | None = None, *,

@@ -640,16 +640,16 @@ class Searcher:
         that adds conditions to every plan must say no)."""
         return self.direct and direct.eligible(q, self.registry.get)
 
-    def direct_conditions(self, postgres: bool) -> tuple[str, list[Any]] | None:
-        """Conditions every plan of this searcher adds, as SQL text and values for direct
-        pages (none here); None when they cannot be written as text (no direct pages then)."""
+    def direct_conditions(self, q: Query, postgres: bool) -> tuple[str, list[Any]] | None:
+        """Conditions this searcher's plan of ``q`` adds on the resources row, as SQL text and
+        values for direct pages (none here); None when they cannot be written as text."""
         return "", []
 
     def _direct_page(self, conn: Connection, q: Query, count: int) -> list[Any] | None:
         if not self.direct_ok(q):
             return None
         postgres = conn.dialect.name == "postgresql"
-        extra = self.direct_conditions(postgres)
+        extra = self.direct_conditions(q, postgres)
         if extra is None:
             return None
         text, params = direct.page(q, count, rank, self.compiler.in_rid_order, postgres, extra)

@@ -323,9 +323,12 @@ class TransactionProcessor:
                 res = e.resource
                 if e.method == "PUT" and res.get("id") not in (None, e.res_id):
                     raise Invalid(f"Resource id {res.get('id')!r} does not match {e.url}", "id")
+                cur = currents.get((e.res_type, e.res_id)) if e.method == "PUT" else None
+                chosen = e.method == "PUT" and (not e.query or bool(res.get("id")))
+                if self.ix.before_write(unit, e.res_type, e.res_id, res, cur, chosen):
+                    e.staged = e.template = None  # changed (the guard stamps it): index it anew
                 if e.staged is None:
                     check(res)
-                cur = currents.get((e.res_type, e.res_id)) if e.method == "PUT" else None
                 wanted = _if_match(e)
                 if wanted is not None and (cur is None or cur.version != wanted):
                     raise PreconditionFailed(f"ifMatch version {wanted} is stale for {e.url}")

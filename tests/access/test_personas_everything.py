@@ -1,0 +1,173 @@
+"""Persona tests of ``Patient/{id}/$everything`` (issue 4): the patient's own record for the
+patient (the NHS App path), a proxy's granted record, what staff may see through their role,
+relationship and the patient's consent; unknown and forbidden patients alike; paging, _since
+and _type; audited like a search. Over real HTTP against the demo community."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy import Engine
+
+from carerecord.access.audit import balp
+from carerecord.access.audit_store import AuditStore
+from tests.access.personas import (
+    ACT,
+    CARE_WORKER,
+    GP,
+    PARAMEDIC,
+    PATIENT,
+    PROXY,
+    RECEPTIONIST,
+    WARD_NURSE,
+    new_id,
+    observation,
+    open_encounter,
+    pid,
+    put,
+    refs,
+    same_answer,
+)
+
+
+def pages(demo: httpx.Client, first: str, headers: dict[str, str] | None = None, **params: str) -> list[dict[str, Any]]:
+    """Every entry of every page, following the next links from ``first``."""
+    out: list[dict[str, Any]] = []
+    r = demo.get(first, params=params, headers=headers)
+    while True:
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["type"] == "searchset"
+        out += body.get("entry", [])
+        nxt = [link["url"] for link in body["link"] if link["relation"] == "next"]
+        if not nxt:
+            return out
+        r = demo.get(nxt[0], headers=headers)
+
+
+def everything(demo: httpx.Client, patient: str, headers: dict[str, str] | None = None, **params: str) -> list[dict[str, Any]]:
+    return [e["resource"] for e in pages(demo, f"/Patient/{patient}/$everything", headers, _count="1000", **params)]
+
+
+def test_a_patient_gets_their_whole_record_and_who_recorded_it(demo: httpx.Client, as_: Any) -> None:
+    mine = everything(demo, pid(0), as_(PATIENT))
+    assert refs(mine) == refs(everything(demo, pid(0)))  # all of it, as the system client sees it
+    types = {x["resourceType"] for x in mine}
+    assert {"Patient", "Observation", "Condition", "Encounter"} <= types
+    patient = next(x for x in mine if x["resourceType"] == "Patient")
+    assert {g["reference"] for g in patient["generalPractitioner"]} <= refs(mine)  # the GP, referenced
+    assert "Organization" in types and "Practitioner" in types
+    for other in (pid(1), pid(2)):
+        assert other not in orjson.dumps(mine).decode()
+
+
+def test_paging_walks_the_whole_record_once(demo: httpx.Client, as_: Any) -> None:
+    h = as_(PATIENT)
+    whole = everything(demo, pid(0), h)
+    entries = pages(demo, f"/Patient/{pid(0)}/$everything", h, _count="7")
+    matches = [f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in entries if e["search"]["mode"] == "match"]
+    assert len(matches) == len(set(matches))
+    assert set(matches) | {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in entries} == refs(whole)
+    first = demo.get(f"/Patient/{pid(0)}/$everything", params={"_count": "7"}, headers=h).json()
+    assert len([e for e in first["entry"] if e["search"]["mode"] == "match"]) == 7
+    assert {link["relation"] for link in first["link"]} >= {"self", "first", "next"}
+
+
+def test_since_and_type_narrow_what_is_returned(demo: httpx.Client, as_: Any) -> None:
+    h = as_(PATIENT)
+    typed = everything(demo, pid(0), h, _type="Encounter,Organization")  # and the Organizations they name
+    assert {x["resourceType"] for x in typed} == {"Encounter", "Organization"}
+    later = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert everything(demo, pid(0), h, _since=later) == []
+    now = datetime.now(UTC).replace(microsecond=0)
+    before = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    fresh = demo.post("/Observation", headers=h, json={k: v for k, v in observation(pid(0)).items() if k != "id"})
+    assert fresh.status_code == 201
+    since = everything(demo, pid(0), h, _since=before)
+    assert f"Observation/{fresh.json()['id']}" in refs(since)
+    assert all(datetime.fromisoformat(x["meta"]["lastUpdated"]) >= now for x in since if x["resourceType"] != "Organization")
+    bad = demo.get(f"/Patient/{pid(0)}/$everything", params={"_since": "yesterday"}, headers=h)
+    assert bad.status_code == 400 and bad.json()["issue"][0]["expression"] == ["_since"]
+    bad = demo.get(f"/Patient/{pid(0)}/$everything", params={"_type": "Nonsense"}, headers=h)
+    assert bad.status_code == 400 and bad.json()["issue"][0]["expression"] == ["_type"]
+    posted = demo.post(f"/Patient/{pid(0)}/$everything", headers=h, json={"resourceType": "Parameters", "parameter": [
+        {"name": "_type", "valueString": "Observation"}, {"name": "_count", "valueInteger": 1000}]})
+    assert posted.status_code == 200, posted.text
+    assert {e["resource"]["resourceType"] for e in posted.json()["entry"]} == {"Observation"}
+
+
+def test_unknown_and_forbidden_patients_look_the_same(demo: httpx.Client, as_: Any) -> None:
+    stranger = put(demo, {"resourceType": "Patient", "id": new_id("stranger"), "name": [{"family": "Stranger"}]})["id"]
+    for who, forbidden in ((PATIENT, pid(2)), (PROXY, pid(0)), (WARD_NURSE, pid(7)), (GP, stranger)):
+        h = as_(who)
+        a = demo.get(f"/Patient/{forbidden}/$everything", headers=h)
+        assert a.status_code == 404, (who, a.text)
+        same_answer(a, demo.get("/Patient/nobody/$everything", headers=h), forbidden, "nobody")
+
+
+def test_a_proxy_gets_the_record_granted_to_them(demo: httpx.Client, as_: Any) -> None:
+    theirs = everything(demo, pid(1), as_(PROXY))
+    assert f"Patient/{pid(1)}" in refs(theirs) and len(theirs) > 5
+    assert refs(theirs) == refs(everything(demo, pid(1)))
+
+
+def test_staff_get_what_their_role_and_relationship_allow(demo: httpx.Client, as_: Any) -> None:
+    desk = {x["resourceType"] for x in everything(demo, pid(0), as_(RECEPTIONIST))}
+    assert "Patient" in desk and "Observation" not in desk and "Condition" not in desk
+    assert desk <= {"Patient", "RelatedPerson", "Person", "Appointment", "AppointmentResponse", "Schedule", "Slot",
+                    "Organization", "Practitioner", "PractitionerRole", "Location", "HealthcareService"}
+    care = {x["resourceType"] for x in everything(demo, pid(3), as_(CARE_WORKER))}
+    assert "Patient" in care and "Observation" not in care
+    assert "Observation" in {x["resourceType"] for x in everything(demo, pid(0), as_(GP))}
+
+
+def test_labels_and_consent_apply_to_everything(demo: httpx.Client, as_: Any) -> None:
+    open_encounter(demo, pid(4), "demo-org-ambulance")
+    sensitive = put(demo, observation(pid(4), meta={"source": "https://gp.example/Organization/demo-org-gp0",
+                                                    "security": [{"system": ACT, "code": "SEX"}]}))
+    key = f"Observation/{sensitive['id']}"
+    assert key in refs(everything(demo, pid(4), as_(GP)))
+    seen = everything(demo, pid(4), as_(PARAMEDIC))
+    assert key not in refs(seen) and "Observation" in {x["resourceType"] for x in seen}
+    consent = put(demo, {
+        "resourceType": "Consent", "id": new_id("consent"), "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{pid(4)}"},
+        "provision": {"type": "deny", "class": [{"system": "http://hl7.org/fhir/resource-types", "code": "Observation"}],
+                      "actor": [{"role": {"text": "recipient"}, "reference": {"reference": "Organization/demo-org-ambulance"}}]}})
+    try:
+        assert "Observation" not in {x["resourceType"] for x in everything(demo, pid(4), as_(PARAMEDIC))}
+    finally:
+        demo.delete(f"/Consent/{consent['id']}")
+
+
+def test_a_narrow_token_gets_only_the_types_its_scopes_allow(demo: httpx.Client, as_: Any) -> None:
+    h = as_(PATIENT, "patient/Patient.rs patient/Observation.rs", launch=pid(0))
+    assert {x["resourceType"] for x in everything(demo, pid(0), h)} == {"Patient", "Observation"}
+    assert demo.get(f"/Patient/{pid(0)}/$everything", headers=as_(PATIENT, "patient/Observation.rs",
+                                                                    launch=pid(0))).status_code == 403
+
+
+def test_everything_is_audited_with_the_patient_and_what_was_returned(
+        demo: httpx.Client, as_: Any, engine: Engine) -> None:
+    store = AuditStore(engine)
+    before = store.last_seq()
+    r = demo.get(f"/Patient/{pid(0)}/$everything", params={"_count": "5"}, headers=as_(PATIENT))
+    returned = {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in r.json()["entry"]}
+    events = [balp(e.seq, e.recorded_us, e.patient, e.content) for e in store.since(before)]
+    [event] = [e for e in events if any(s.get("code") == "$everything" for s in e["subtype"])]
+    assert event["action"] == "E" and event["outcome"] == "0"
+    assert event["purposeOfEvent"][0]["coding"][0]["code"] == "PATRQT"
+    what = {x["what"]["reference"] for x in event["entity"] if "what" in x}
+    assert f"Patient/{pid(0)}" in what and returned <= what
+
+
+def test_the_capability_statement_offers_everything(demo: httpx.Client) -> None:
+    cap = demo.get("/metadata").json()
+    [patient] = [r for r in cap["rest"][0]["resource"] if r["type"] == "Patient"]
+    assert {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"} \
+        in patient["operation"]
