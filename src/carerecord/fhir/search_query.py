@@ -14,7 +14,6 @@ from decimal import Decimal
 from typing import Any
 
 from carerecord.errors import Invalid
-from carerecord.fhir import terminology
 from carerecord.fhir.dates import date_range
 from carerecord.fhir.search_params import SearchParam, SearchParamRegistry
 
@@ -41,7 +40,7 @@ class Value:
     ref_type: str | None = None
     url: str | None = None
     parts: tuple[Value, ...] = ()  # composite: one value per component
-    codes: tuple[str, ...] = ()  # token :below/:above: the codes of the subsumption closure
+    codes: tuple[str, ...] = ()  # token :below/:above: the subsumption closure, set by the store
 
 
 @dataclass(slots=True)
@@ -133,12 +132,9 @@ def parse_value(param_type: str, raw: str, where: str, modifier: str | None,
             parts = split_escaped(raw, "|")
             if len(parts) != 2 or not parts[0] or not parts[1]:
                 raise Invalid(f":{modifier} on a token needs system|code, not {raw!r}", where)
-            system, code = unescape(parts[0]), unescape(parts[1])
-            closure = (terminology.below if modifier == "below" else terminology.above)(system, code)
-            if closure is None:
-                raise Invalid(f"The hierarchy of {system} is not known to this server, so "
-                              f":{modifier} cannot be evaluated", where)
-            return Value(system=system, text=code, codes=tuple(sorted(closure)))
+            # The closure (``codes``) is filled in by the store when the search runs
+            # (store/codesystems.py), since CodeSystems stored on the server count too.
+            return Value(system=unescape(parts[0]), text=unescape(parts[1]))
         if modifier == "text":
             return Value(text=unescape(raw))
         if modifier == "of-type":

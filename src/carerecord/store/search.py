@@ -41,7 +41,7 @@ from carerecord.fhir import model
 from carerecord.fhir.indexing import normalize
 from carerecord.fhir.search_params import SearchParamRegistry
 from carerecord.fhir.search_query import ANY, Clause, Query, Value
-from carerecord.store import paging
+from carerecord.store import codesystems, paging
 from carerecord.store import schema as s
 from carerecord.store.records import now_us
 
@@ -188,7 +188,7 @@ class Compiler:
             if mod == "of-type":
                 return and_(t.c.system == v.system, t.c.code == v.text)
             if mod in ("below", "above"):
-                return and_(t.c.system == v.system, t.c.code.in_(v.codes))
+                return and_(t.c.system == v.system, t.c.code.in_(codesystems.closure(v)))
             if mod not in (None, "not"):
                 raise Invalid(f"Modifier :{mod} is not supported on token parameters", mod)
             return _token(v, t)
@@ -555,6 +555,7 @@ class Searcher:
 
     def count(self, conn: Connection, q: Query) -> int:
         """How many resources match (see :meth:`count_query`)."""
+        codesystems.resolve(conn, q)
         return int(conn.execute(self.count_query(q)).scalar_one())
 
     def count_query(self, q: Query) -> Select[Any]:
@@ -611,6 +612,7 @@ class Searcher:
     def run(self, conn: Connection, q: Query, count: int) -> SearchResult:
         """One page of matches (keyset paging, see ``store.paging``), the total when asked
         for, and the included resources of the page."""
+        codesystems.resolve(conn, q)  # :below/:above closures, from stored CodeSystems too
         query = self.page_query(q, count)
         cursor = paging.decode(q.cursor)
         reverse = cursor is not None and cursor.direction in (paging.PREV, paging.LAST)
