@@ -203,8 +203,6 @@ def test_list(db: Fhir, data: oracle.Oracle) -> None:
     assert db.ids("Patient", {"_list": "nolist"}) == set()
 
 
-@pytest.mark.xfail(strict=True, reason="_content is not implemented: reported as an unknown parameter "
-                   "and ignored (search_query.parse_clause returns None for parameters without expression)")
 def test_content_searches_the_whole_resource(db: Fhir, data: oracle.Oracle) -> None:
     assert db.ids("Patient", {"_content": "baker"}) == {"p2"}
 

@@ -135,3 +135,35 @@ def test_hot_searches_find_what_they_should(community: Repository) -> None:
         assert len(ids(*HOT["observations of a patient by code and date"])) == 5
         assert len(ids(*HOT["two-level chain"])) == 150
         assert len(ids(*HOT["reverse chain"])) == 30
+
+
+def test_content_search_uses_the_full_text_index(community: Repository) -> None:
+    """_content drives from the full-text index (FTS5 MATCH on SQLite, the GIN index on
+    PostgreSQL) and, beside a more selective clause, probes the candidate's own row by rid."""
+    for params in ([("_content", "smith")], [("family", "smith"), ("_content", "smi")]):
+        q = parse(("Patient",), params, community.registry)
+        stmt = Searcher(community.registry).page_query(q, 50)
+        sql = str(stmt.compile(community.engine, compile_kwargs={"literal_binds": True}))
+        with community.engine.connect() as c:
+            if community.is_postgres:  # only bitmap scans left: the GIN index must serve it
+                c.execute(text("SET enable_seqscan = off"))
+                c.execute(text("SET enable_indexscan = off"))
+                lines = [r[0] for r in c.execute(text("EXPLAIN " + sql))]  # noqa: S608
+            else:
+                lines = [r[3] for r in c.execute(text("EXPLAIN QUERY PLAN " + sql))]  # noqa: S608
+        text_plan = "\n".join(lines)
+        if community.is_postgres:
+            assert "Seq Scan" not in text_plan, text_plan
+            if len(params) > 1:  # the probe: the candidate's own idx_content row by rid
+                assert "SubPlan" in text_plan and "idx_content_pkey" in text_plan, text_plan
+            else:
+                assert "ix_content_words" in text_plan, text_plan
+        else:
+            fts = [line for line in lines if "idx_content_fts" in line]
+            assert fts and all("VIRTUAL TABLE INDEX" in line and "M" in line.rsplit(":", 1)[1] for line in fts), text_plan
+            assert not any(line.startswith("SCAN ") and "idx_content_fts" not in line for line in lines), text_plan
+            if len(params) > 1:  # the probe seeks the candidate's rowid in the full-text index
+                assert any(":=M" in line for line in fts), text_plan
+        with community.reading() as conn:
+            found = {h.res_id for h in Searcher(community.registry).run(conn, q, 100).matches}
+        assert found == {f"p{i}" for i in range(1, 31, 2)}

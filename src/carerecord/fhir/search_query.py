@@ -16,6 +16,7 @@ from typing import Any
 from carerecord.errors import Invalid
 from carerecord.fhir.dates import date_range
 from carerecord.fhir.search_params import SearchParam, SearchParamRegistry
+from carerecord.fhir.text import search_words
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 ANY = "\x00any"  # token system not given (matches any system)
@@ -275,6 +276,7 @@ MODIFIERS = {
     "date": {"missing"}, "number": {"missing"}, "quantity": {"missing"},
     "composite": {"missing"},
 }
+TEXT_SEARCHES = ("_text", "_content")
 _SPECIAL_MODIFIERS = {"_id": {"not", "missing"}, "_lastUpdated": {"missing"}, "_list": set()}
 
 
@@ -301,8 +303,10 @@ def parse_clause(res_types: tuple[str, ...], name: str, raw: str,
     if not params:
         return None
     param = params[0]
-    if param.expression is None and code != "_text":
-        return None  # _content, _query: not supported, reported as unknown
+    if code in TEXT_SEARCHES and not rest:
+        return _text_clause(name, param, mod, raw)
+    if param.expression is None:
+        return None  # _query: not supported, reported as unknown
     if rest:  # chained: subject:Patient.name=peter
         if param.type != "reference":
             raise Invalid(f"{code} is not a reference parameter, so it cannot be chained", name)
@@ -333,6 +337,17 @@ def parse_clause(res_types: tuple[str, ...], name: str, raw: str,
         return Clause(name, param, mod, values)
     values = [parse_value(param.type, v, name, mod, base) for v in split_escaped(raw, ",")]
     return Clause(name, param, mod, values)
+
+
+def _text_clause(name: str, param: SearchParam, mod: str | None, raw: str) -> Clause:
+    """``_text`` or ``_content`` (search.html#text): OR-ed values, each a list of words that
+    must all be found (fhir/text.py); no modifiers."""
+    _check_modifier(mod, set(), name, "text")
+    values = [Value(text=unescape(v)) for v in split_escaped(raw, ",")]
+    for v in values:
+        if not search_words(param.code, v.text):
+            raise Invalid(f"{name} value {v.text!r} has no words to search for", name)
+    return Clause(name, param, None, values)
 
 
 def _parse_has(res_types: tuple[str, ...], name: str, raw: str,

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, select
 from carerecord.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
 from carerecord.fhir.search_params import SearchParamRegistry
 from carerecord.store import schema as s
+from carerecord.store.content import document
 from carerecord.store.prepare import Prepared, check, prepare
 from carerecord.store.records import Stored, now_us
 from carerecord.store.writer_lock import writing
@@ -287,9 +288,12 @@ class Unit:
         reference: list[tuple[Any, ...]] = []
         uri: list[tuple[Any, ...]] = []
         composite: list[tuple[Any, ...]] = []
+        content: list[tuple[Any, ...]] = []
         comp: list[tuple[Any, ...]] = []
         for rid, p in pairs:
             t, rows = p.res_type, p.rows
+            if rows.content:
+                content.append((rid, document(key(t, "_content"), rows.content)))
             string += [(rid, key(t, c), v, e) for c, v, e in rows.string]
             token += [(rid, key(t, c), sy, co, tx) for c, sy, co, tx in rows.token]
             date += [(rid, key(t, c), lo, hi) for c, lo, hi in rows.date]
@@ -311,6 +315,9 @@ class Unit:
         self._insert("idx_uri", ("rid", "pkey", "value"), uri)
         self._insert("idx_composite", ("rid", "pkey", "a_system", "a_code", "b_system", "b_code",
                                        "b_low", "b_high", "c_low", "c_high"), composite)
+        self._insert("idx_content", ("rid", "words"), content)
+        if not self.repo.is_postgres:  # its FTS5 index (migration 0007), written here: a
+            self._insert("idx_content_fts", ("rowid", "words"), content)  # trigger cost 5x
         self._insert("compartments", ("rid", "patient_id"), comp)
 
     def _drop_indexes(self, rids: list[int]) -> None:

@@ -9,7 +9,8 @@
 * ``compartments``: (rid, patient id) for every Patient compartment a resource is in; access
   control and ``$everything`` key on it.
 * ``idx_*``: search index rows of the current version of each resource, keyed by ``rid`` and a
-  64-bit ``pkey`` naming (resource type, search parameter code) - see :func:`param_key`.
+  64-bit ``pkey`` naming (resource type, search parameter code) - see :func:`param_key`;
+  ``idx_content`` holds the words ``_content`` searches.
 
 Times are integers: microseconds since 1970-01-01T00:00Z (UTC).
 """
@@ -174,10 +175,21 @@ idx_composite = Table(
     Index("ix_composite_rid", "rid", "pkey"),
 )
 
+# _content (fhir/text.py, store/content.py): one row per resource, its words as one text of
+# tokens "<type tag>_<word>", full-text indexed by the database: an FTS5 table on SQLite
+# (written beside each row by the repository, removed by a delete trigger), a GIN index on
+# PostgreSQL (migration 0007). A row per word cost several times as much to write (Synthea
+# load: 42 us a resource against 7).
+idx_content = Table(
+    "idx_content", metadata,
+    Column("rid", RID, primary_key=True, autoincrement=False),
+    Column("words", Text, nullable=False),
+)
+
 INDEX_TABLES = {
     "string": idx_string, "token": idx_token, "date": idx_date, "number": idx_number,
     "quantity": idx_quantity, "reference": idx_reference, "uri": idx_uri,
-    "composite": idx_composite,
+    "composite": idx_composite, "content": idx_content,
 }
 
 

@@ -40,9 +40,11 @@ from carerecord.errors import Invalid
 from carerecord.fhir import model
 from carerecord.fhir.indexing import normalize
 from carerecord.fhir.search_params import SearchParamRegistry
-from carerecord.fhir.search_query import ANY, Clause, Query, Value
+from carerecord.fhir.search_query import ANY, TEXT_SEARCHES, Clause, Query, Value
+from carerecord.fhir.text import search_words
 from carerecord.store import codesystems, paging
 from carerecord.store import schema as s
+from carerecord.store.content import ContentMatch
 from carerecord.store.records import now_us
 
 _R, _V = s.resources, s.resource_versions
@@ -125,12 +127,13 @@ class Compiler:
                 present = or_(present, _rows(ident, r, probe, ident.c.pkey == s.param_key(
                     res_type, f"{code}:identifier")))
             return or_(*[not_(present) if v.text == "true" else present for v in clause.values])
-        if code == "_text":  # every word of the value starts a word of the narrative
+        if code in TEXT_SEARCHES:  # each word of a value starts a word of the resource
             key = s.param_key(res_type, code)
-            words = [[w for w in normalize(v.text).split() if w] for v in clause.values]
+            words = [ws for v in clause.values if (ws := search_words(code, v.text))]
+            if code == "_content":  # full-text indexed (store/content.py)
+                return ContentMatch(r.c.rid, key, words, probe)
             return or_(*[and_(*[_rows(table, r, probe, table.c.pkey == key, table.c.value >= w,
-                                       table.c.value < w + _TOP) for w in ws])
-                         for ws in words if ws])
+                                       table.c.value < w + _TOP) for w in ws]) for ws in words])
         table = self.index_table(clause)
         if probe:  # built on the probe view: no tree rewrite (_by_rid) on the hot path
             matched = _exists(table, r, self.index_test(clause, res_type, _PROBE_VIEWS[table.name]))
@@ -362,9 +365,9 @@ _RANK = {"reference": 1, "token": 3, "uri": 3, "string": 4, "composite": 4, "qua
 
 def plain(clause: Clause) -> bool:
     """Whether the clause is answered by value tests on its own index rows (no chain, _has,
-    _text, special parameter, or a :missing or :not that is true where rows are absent)."""
+    _text or _content, special parameter, or a :missing or :not that is true where rows are absent)."""
     return (clause.param is not None and clause.chain is None and clause.has is None
-            and clause.modifier not in ("missing", "not") and clause.param.code != "_text"
+            and clause.modifier not in ("missing", "not") and clause.param.code not in TEXT_SEARCHES
             and clause.param.type in _TABLE_OF_TYPE)
 
 
