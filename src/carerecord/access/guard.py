@@ -234,20 +234,30 @@ class Guard:
         return all(self.decide(conn, p).own_care for p in patients)
 
     def hits(self, conn: Connection, hits: list[Hit]) -> list[Hit]:
-        """The visible hits (matches or includes), S-flagged Patients redacted, noted for audit."""
+        """The visible hits (matches or includes), S-flagged Patients redacted, noted for audit.
+
+        A contained resource (``Hit.container``) is judged by its container (compartments,
+        type, labels: a contained resource may carry no labels of its own), and its own type
+        must be readable too; it is noted for audit as the container, the resource it is part
+        of. One inside an S-flagged container the caller may only see redacted is not shown."""
         if self.trusted and self.launch_only() is None:
-            self.noted((), [f"{h.res_type}/{h.res_id}" for h in hits])
+            self.noted((), [f"{(h.container or h).res_type}/{(h.container or h).res_id}" for h in hits])
             return hits
-        comps = self._patients_of(conn, hits)
+        comps = self._patients_of(conn, [h.container or h for h in hits])
         out = []
         for h in hits:
-            patients = comps.get(h.rid, [])
-            resource = orjson.loads(h.content) if b'"security"' in h.content else None
-            if not self.may_see(conn, h.res_type, patients, resource):
+            whole = h.container or h
+            patients = comps.get(whole.rid, [])
+            resource = orjson.loads(whole.content) if b'"security"' in whole.content else None
+            if not self.may_see(conn, whole.res_type, patients, resource):
                 continue
-            if resource is not None and restricted(resource) and not self._own_care(conn, patients or [h.res_id]):
+            if h.container is not None and not self.may_see(conn, h.res_type, patients, None):
+                continue
+            if resource is not None and restricted(resource) and not self._own_care(conn, patients or [whole.res_id]):
+                if h.container is not None:
+                    continue
                 h = Hit(h.rid, h.res_type, h.res_id, orjson.dumps(redact(resource)), h.mode)
-            self.noted(patients, [f"{h.res_type}/{h.res_id}"])
+            self.noted(patients, [f"{whole.res_type}/{whole.res_id}"])
             out.append(h)
         return out
 

@@ -75,8 +75,10 @@ class IndexRows(NamedTuple):
     reference: list[tuple[str, str | None, str | None, str | None]]  # (param, type, id, url)
     uri: list[tuple[str, str]]
     composite: list[tuple[str, tuple[object, ...]]]
-    # Not made by extract(): the _content words (carerecord.fhir.text), added by the store.
+    # Not made by extract(), added by the store (store/prepare.extra_rows): the _content words
+    # (carerecord.fhir.text), and (type, id, rows) of each contained resource, in order.
     content: tuple[str, ...] = ()
+    contained: tuple[tuple[str, str, IndexRows], ...] = ()
 
 
 # ---------------------------------------------------------------- value normalization

@@ -71,6 +71,10 @@ class Query:
     cursor: str | None = None
     unknown: list[str] = field(default_factory=list)
     compartment: str | None = None  # Patient id: search only that Patient's compartment
+    contained: str = "false"  # _contained: false | true | both (search.html#contained)
+    # _containedType: what a contained match returns. The spec's default is "container"; this
+    # server returns the contained resource itself unless asked otherwise (issue 3's choice).
+    contained_type: str = "contained"
 
 
 def split_escaped(text: str, sep: str) -> list[str]:
@@ -222,7 +226,21 @@ def parse(res_types: tuple[str, ...], params: list[tuple[str, str]],
             q.unknown.append(name)
         else:
             q.clauses.append(clause)
+    if q.contained != "false":
+        _check_contained(q)
     return q
+
+
+def _check_contained(q: Query) -> None:
+    """Refuse what a ``_contained`` search does not do (rather than ignore it): contained
+    resources are matched by their own parameters only, and are not sorted or followed."""
+    for name, used in (("_sort", q.sort), ("_include", q.include), ("_revinclude", q.revinclude)):
+        if used:
+            raise Invalid(f"{name} cannot be combined with _contained on this server", name)
+    for c in q.clauses:
+        if c.chain is not None or (c.param is None and not c.name.startswith("_id")):
+            raise Invalid(f"{c.name} cannot be used with _contained: contained resources are "
+                          "searched by their own parameters and _id only", c.name)
 
 
 def _result_param(q: Query, name: str, raw: str, registry: SearchParamRegistry) -> None:
@@ -262,6 +280,14 @@ def _result_param(q: Query, name: str, raw: str, registry: SearchParamRegistry) 
         q.elements = [e.strip() for e in raw.split(",") if e.strip()]
     elif name == "_cursor":
         q.cursor = raw
+    elif name == "_contained":
+        if raw not in ("true", "false", "both"):
+            raise Invalid(f"_contained must be true, false or both, not {raw!r}", "_contained")
+        q.contained = raw
+    elif name == "_containedType":
+        if raw not in ("container", "contained"):
+            raise Invalid(f"_containedType must be container or contained, not {raw!r}", "_containedType")
+        q.contained_type = raw
     else:
         q.unknown.append(name)
 

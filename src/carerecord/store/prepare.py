@@ -17,6 +17,7 @@ from carerecord.fhir.search_params import SearchParamRegistry
 from carerecord.fhir.text import content_words, narrative_words
 from carerecord.fhir.validation import validate
 from carerecord.store.records import iso_instant
+from carerecord.store.schema import CONTAINED_SLOTS
 
 _SERVER_META = ("versionId", "lastUpdated")
 
@@ -129,15 +130,30 @@ def prepare(resource: dict[str, Any], res_id: str, version: int, last_updated: i
     final = stamp(resource, res_id, version, last_updated)
     rows, compartments = indexed if indexed is not None else (
         extract(final, registry), patient_compartments(final))
-    rows = text_rows(rows, final)
+    rows = extra_rows(rows, final, registry)
     return Prepared(final["resourceType"], res_id, version, last_updated, final,
                     orjson.dumps(final), rows, compartments)
 
 
-def text_rows(rows: IndexRows, resource: dict[str, Any]) -> IndexRows:
+def extra_rows(rows: IndexRows, resource: dict[str, Any], registry: SearchParamRegistry) -> IndexRows:
     """``rows`` with the rows :func:`~carerecord.fhir.indexing.extract` does not make: the
-    narrative words of ``_text`` (added to ``rows.string``) and the words of ``_content``
-    (``fhir/text.py``). Every write path calls this once per resource: the API, staging of
+    narrative words of ``_text`` (added to ``rows.string``), the words of ``_content``
+    (``fhir/text.py``), and the rows of each contained resource (searched with ``_contained``,
+    ``store/contained.py``). Every write path calls this once per resource: the API, staging of
     templates, and ``carerecord reindex``."""
+    rows.string.extend(narrative_words(resource))
+    inner = resource.get("contained")
+    contained: tuple[tuple[str, str, IndexRows], ...] = ()
+    if isinstance(inner, list) and inner:
+        if len(inner) >= CONTAINED_SLOTS:
+            raise Unprocessable(f"More than {CONTAINED_SLOTS - 1} contained resources cannot be indexed",
+                                "contained")
+        contained = tuple((c["resourceType"], str(c.get("id") or ""), _contained_rows(c, registry))
+                          for c in inner if isinstance(c, dict) and isinstance(c.get("resourceType"), str))
+    return rows._replace(content=content_words(resource), contained=contained)
+
+
+def _contained_rows(resource: dict[str, Any], registry: SearchParamRegistry) -> IndexRows:
+    rows = extract(resource, registry)
     rows.string.extend(narrative_words(resource))
     return rows._replace(content=content_words(resource))

@@ -67,6 +67,7 @@ class Hit:
     res_id: str
     content: bytes
     mode: str = "match"
+    container: Hit | None = None  # a contained resource's container (search.html#contained)
 
 
 @dataclass(slots=True)
@@ -93,10 +94,13 @@ class SearchResult:
 
 
 class Compiler:
-    """Turns clauses into SQL predicates for one registry."""
+    """Turns clauses into SQL predicates for one registry. ``key`` names the index rows of a
+    (type, parameter): ``schema.contained_key`` compiles plain clauses for contained resources
+    (store/contained.py; their chains, _has and _list keep to resources and are not asked)."""
 
-    def __init__(self, registry: SearchParamRegistry) -> None:
+    def __init__(self, registry: SearchParamRegistry, key: Callable[[str, str], int] = s.param_key) -> None:
         self.registry = registry
+        self.key = key
 
     def predicate(self, clause: Clause, res_type: str, r: FromClause, *,
                   probe: bool = False) -> ColumnElement[bool]:
@@ -121,14 +125,14 @@ class Compiler:
         if table is None:
             raise Invalid(f"Searching on {ptype} parameter {code!r} is not supported", clause.name)
         if clause.modifier == "missing":
-            present = _rows(table, r, probe, table.c.pkey == s.param_key(res_type, code))
+            present = _rows(table, r, probe, table.c.pkey == self.key(res_type, code))
             if ptype == "reference":  # a Reference given only by identifier is present too
                 ident = s.idx_token
-                present = or_(present, _rows(ident, r, probe, ident.c.pkey == s.param_key(
+                present = or_(present, _rows(ident, r, probe, ident.c.pkey == self.key(
                     res_type, f"{code}:identifier")))
             return or_(*[not_(present) if v.text == "true" else present for v in clause.values])
         if code in TEXT_SEARCHES:  # each word of a value starts a word of the resource
-            key = s.param_key(res_type, code)
+            key = self.key(res_type, code)
             words = [ws for v in clause.values if (ws := search_words(code, v.text))]
             if code == "_content":  # full-text indexed (store/content.py)
                 return ContentMatch(r.c.rid, key, words, probe)
@@ -161,7 +165,7 @@ class Compiler:
             tests = [composite_test(types, v, t) for v in clause.values]
         else:
             tests = [self._value(ptype, clause.modifier, v, t) for v in clause.values]
-        return [t.c.pkey == s.param_key(res_type, code), or_(*tests)]
+        return [t.c.pkey == self.key(res_type, code), or_(*tests)]
 
     def in_rid_order(self, clause: Clause, res_type: str) -> bool:
         """Whether the index hands out the rows matching ``clause`` in rid order: one value
@@ -616,6 +620,10 @@ class Searcher:
         """One page of matches (keyset paging, see ``store.paging``), the total when asked
         for, and the included resources of the page."""
         codesystems.resolve(conn, q)  # :below/:above closures, from stored CodeSystems too
+        if q.contained != "false":
+            from carerecord.store.contained import run_contained
+
+            return run_contained(self, conn, q, count)
         query = self.page_query(q, count)
         cursor = paging.decode(q.cursor)
         reverse = cursor is not None and cursor.direction in (paging.PREV, paging.LAST)

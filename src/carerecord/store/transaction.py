@@ -30,10 +30,10 @@ from carerecord.store.interactions import Interactions, Result, check_id, check_
 from carerecord.store.prepare import (
     Prepared,
     check,
+    extra_rows,
     prepare,
     prepare_template,
     template,
-    text_rows,
 )
 from carerecord.store.records import Stored, iso_instant
 from carerecord.store.repository import Current, Unit, new_id
@@ -163,7 +163,7 @@ def stage(doc: dict[str, Any], registry: SearchParamRegistry,
             if templates:
                 e.template = template(e.resource, e.res_id)
                 if e.template is not None:  # written without prepare(), which adds these
-                    e.staged = (text_rows(e.staged[0], e.resource), e.staged[1])
+                    e.staged = (extra_rows(e.staged[0], e.resource, registry), e.staged[1])
         except FhirError:
             continue  # processing reports it, located in the Bundle
     return str(kind), entries
