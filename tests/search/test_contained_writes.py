@@ -59,3 +59,14 @@ def test_contained_resources_are_in_transactions_and_conditional_searches(fhir: 
     assert r.status_code == 200, r.text
     inner = r.json()["entry"][0]["resource"]
     assert [e["fullUrl"].rsplit("/", 1)[1] for e in inner["entry"]] == ["r1#a"]
+
+
+def test_a_conditional_write_cannot_match_a_contained_resource(fhir: Fhir) -> None:
+    """A contained match is not a resource: conditional interactions refuse _contained."""
+    fhir.load([{"resourceType": "Patient", "id": "pat"}, report("r1", "pat", [observation("a", "final")])])
+    r = fhir.http.put("/Observation", params={"status": "final", "_contained": "true"},
+                      json=observation("x", "amended"))
+    assert r.status_code == 400 and r.json()["issue"][0]["expression"] == ["_contained"], r.text
+    r = fhir.http.delete("/Observation", params={"status": "final", "_contained": "true"})
+    assert r.status_code == 400, r.text
+    assert contained_ids(fhir, "Observation", status="final") == {"r1#a"}
