@@ -2,8 +2,8 @@
 
 One row per resource in ``idx_content`` (rid, words), the words written as tokens
 ``<type tag>_<word>`` so a search seeks only its own type's words (store/content.py). The
-database indexes them: on SQLite an FTS5 table over it (external content, no positions since
-only prefix queries are asked), which the store writes beside each row (an insert trigger cost
+database indexes them: on SQLite an FTS5 table over it (external content, no positions or
+sizes since only prefix queries are asked and nothing is ranked), which the store writes beside each row (an insert trigger cost
 five times as much: FTS5 flushed its pending terms at each row's statement savepoint) and
 triggers keep in step on delete and update; on PostgreSQL a GIN index on
 ``array_to_tsvector(string_to_array(words, ' '))``, the tokens as they are. A row per word in a
@@ -24,7 +24,7 @@ depends_on = None
 
 SQLITE = [
     "CREATE VIRTUAL TABLE idx_content_fts USING fts5(words, content='idx_content', content_rowid='rid', "
-    "tokenize=\"unicode61 remove_diacritics 0 tokenchars '_'\", detail='none')",
+    "tokenize=\"unicode61 remove_diacritics 0 tokenchars '_'\", detail='none', columnsize=0)",
     "CREATE TRIGGER idx_content_delete AFTER DELETE ON idx_content BEGIN "
     "INSERT INTO idx_content_fts(idx_content_fts, rowid, words) VALUES ('delete', old.rid, old.words); END",
     "CREATE TRIGGER idx_content_update AFTER UPDATE ON idx_content BEGIN "
