@@ -167,3 +167,31 @@ def test_content_search_uses_the_full_text_index(community: Repository) -> None:
         with community.reading() as conn:
             found = {h.res_id for h in Searcher(community.registry).run(conn, q, 100).matches}
         assert found == {f"p{i}" for i in range(1, 31, 2)}
+
+
+@pytest.mark.parametrize("kind", ["contained", "container"])
+def test_contained_search_uses_the_contained_keys_and_seeks_containers(community: Repository, kind: str) -> None:
+    """A contained search drives from its own index rows (the contained keys) and reaches each
+    contained resource and its container by primary key: no scan of contained or resources."""
+    from carerecord.store.contained import queries
+
+    TransactionProcessor(Interactions(community)).process({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "DiagnosticReport", "status": "final", "code": {"text": "x"},
+                      "subject": {"reference": f"Patient/p{i}"}, "result": [{"reference": "#o"}],
+                      "contained": [{"resourceType": "Observation", "id": "o", "status": "final",
+                                     "code": {"coding": [{"system": "http://loinc.org", "code": f"c{i % 3}"}]}}]},
+         "request": {"method": "POST", "url": "DiagnosticReport"}} for i in range(1, 31)]})
+    q = parse(("Observation",), [("code", "http://loinc.org|c1"), ("status", "final"), ("_contained", "true"),
+                                 ("_containedType", kind)], community.registry)
+    page, total = queries(Searcher(community.registry), q, 50)
+    for lines in (explain(community, page), explain(community, total)):
+        text_plan = "\n".join(lines)
+        if community.is_postgres:
+            assert "Seq Scan" not in text_plan and "ix_token_code" in text_plan, text_plan
+        else:
+            assert not any(line.startswith("SCAN ") for line in lines), text_plan
+            assert "ix_token_code (pkey=? AND code=? AND system=?)" in text_plan, text_plan
+            probes_seek_by_rid(lines)
+    with community.reading() as conn:
+        hits = Searcher(community.registry).run(conn, q, 100).matches
+    assert len(hits) == 10 and all((h.container is not None) == (kind == "contained") for h in hits)

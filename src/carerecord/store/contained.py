@@ -52,16 +52,9 @@ def run_contained(searcher: Searcher, conn: Connection, q: Query, count: int) ->
     """One page of a search with ``_contained`` true or both (see the module docstring), and
     its total when asked for. ``q`` was checked by ``search_query.parse``: no chains, _has,
     _list, _lastUpdated, _sort or _include with _contained."""
-    matched = _matched(searcher, q)
-    # The container's row: live, in the compartment, and what the searcher's plan allows.
-    host = searcher.plan(Query((), compartment=q.compartment)).conds
-    plain = searcher.where(q) if q.contained == "both" else None
+    page, total = queries(searcher, q, count)
     cursor = paging.decode(q.cursor)
     reverse = cursor is not None and cursor.direction in (paging.PREV, paging.LAST)
-    if q.contained_type == "container":
-        page, total = _containers(matched, host, plain, cursor, reverse, count)
-    else:
-        page, total = _contained(matched, host, plain, cursor, reverse, count)
     rows = list(conn.execute(page).all())
     more = len(rows) > count
     rows = rows[:count]
@@ -76,6 +69,20 @@ def run_contained(searcher: Searcher, conn: Connection, q: Query, count: int) ->
     if q.total in ("accurate", "estimate") or q.summary == "count":
         result.total = int(conn.execute(total).scalar_one())
     return result
+
+
+def queries(searcher: Searcher, q: Query, count: int) -> tuple[Select[Any], Select[Any]]:
+    """The SELECTs of one page (rows: key, contained type and id or NULLs, the resource's or
+    container's rid, type, id and content; up to ``count + 1``, in page order) and of the count."""
+    matched = _matched(searcher, q)
+    # The container's row: live, in the compartment, and what the searcher's plan allows.
+    host = searcher.plan(Query((), compartment=q.compartment)).conds
+    plain = searcher.where(q) if q.contained == "both" else None
+    cursor = paging.decode(q.cursor)
+    reverse = cursor is not None and cursor.direction in (paging.PREV, paging.LAST)
+    if q.contained_type == "container":
+        return _containers(matched, host, plain, cursor, reverse, count)
+    return _contained(matched, host, plain, cursor, reverse, count)
 
 
 def _matched(searcher: Searcher, q: Query) -> ColumnElement[bool]:
