@@ -323,6 +323,9 @@ class Unit:
         self._insert("idx_uri", ("rid", "pkey", "value"), uri)
         self._insert("idx_composite", ("rid", "pkey", "a_system", "a_code", "b_system", "b_code",
                                        "b_low", "b_high", "c_low", "c_high"), composite)
+        # In rid order: FTS5 flushes its pending terms whenever a rowid is not above the last
+        # one, and contained resources' (negative) rids come between their containers'.
+        content.sort()
         self._insert("idx_content", ("rid", "words"), content)
         if not self.repo.is_postgres:  # its FTS5 index (migration 0007), written here: a
             self._insert("idx_content_fts", ("rowid", "words"), content)  # trigger cost 5x
