@@ -293,3 +293,48 @@ def test_a_restricted_patients_address_never_leaks_through_include_bundles_or_na
 def test_the_system_client_keeps_full_access(demo: httpx.Client) -> None:
     assert demo.get(f"/Patient/{pid(2)}").status_code == 200
     assert len(entries(demo.get("/Patient", params={"_count": "100"}))) >= 8
+
+
+# -- contained resources (search.html#contained) -----------------------------------------------------
+def report_containing(patient: str, text: str, **extra: Any) -> dict[str, Any]:
+    """A DiagnosticReport about ``patient`` holding an Observation and a Patient of its own."""
+    return {"resourceType": "DiagnosticReport", "id": new_id("dr"), "status": "final", "code": {"text": "Report"},
+            "subject": {"reference": f"Patient/{patient}"}, "result": [{"reference": "#o"}],
+            "performer": [{"reference": "#author"}],
+            "contained": [{"resourceType": "Observation", "id": "o", "status": "final", "code": {"text": text}},
+                          {"resourceType": "Practitioner", "id": "author", "name": [{"family": text}]}],
+            **extra}
+
+
+def contained_found(demo: httpx.Client, h: dict[str, str], res_type: str, params: dict[str, str]) -> set[str]:
+    out = set()
+    for kind in ("contained", "container"):
+        r = demo.get(f"/{res_type}", params={**params, "_contained": "true", "_containedType": kind}, headers=h)
+        out |= {e["fullUrl"].rsplit("/", 2)[-1] for e in r.json().get("entry", [])
+                if e.get("search", {}).get("mode") == "match"}
+        assert r.status_code == 200, r.text
+    return out
+
+
+def test_a_contained_resource_is_found_only_by_who_may_see_its_container(demo: httpx.Client, as_: Any) -> None:
+    """Same compartment, same labels, and the container's type: a caller who cannot see the
+    container cannot find what it contains, alone or as the container."""
+    mine = put(demo, report_containing(pid(0), "Inside-mine"))
+    theirs = put(demo, report_containing(pid(2), "Inside-theirs"))
+    h = as_(PATIENT)
+    assert contained_found(demo, h, "Observation", {"code:text": "inside-mine"}) == {
+        f"{mine['id']}#o", mine["id"]}
+    assert contained_found(demo, h, "Observation", {"code:text": "inside-theirs"}) == set()
+    assert contained_found(demo, as_(GP), "Observation", {"code:text": "inside-theirs"}) == {
+        f"{theirs['id']}#o", theirs["id"]}  # their GP does see it
+    # A sensitive container (a label no consent of this suite shares): the paramedic may see
+    # the patient but not the labelled report, so not what it contains either.
+    open_encounter(demo, pid(4), "demo-org-ambulance")
+    labelled = put(demo, report_containing(pid(4), "Inside-labelled", meta={
+        "source": "https://gp.example/Organization/demo-org-gp0", "security": [{"system": ACT, "code": "PSY"}]}))
+    assert contained_found(demo, as_(GP), "Practitioner", {"family": "inside-labelled"}) == {
+        f"{labelled['id']}#author", labelled["id"]}
+    assert contained_found(demo, as_(PARAMEDIC), "Practitioner", {"family": "inside-labelled"}) == set()
+    # A type the role may not read: the receptionist reads Practitioners, not DiagnosticReports.
+    assert contained_found(demo, as_(RECEPTIONIST), "Practitioner", {"family": "inside-mine"}) == set()
+    assert demo.get("/Practitioner", headers=as_(RECEPTIONIST)).status_code == 200  # the type itself is readable

@@ -188,3 +188,10 @@ def test_every_listed_search_parameter_is_accepted_under_strict_handling(
         assert r.json()["type"] == "searchset"
     outcome(client.get(f"/{res_type}", params={"shoe-size": "9"}, headers={"Prefer": "handling=strict"}),
             400, "invalid")
+
+
+def test_text_searches_are_listed(capability: dict[str, Any]) -> None:
+    """_text and _content have no FHIRPath expression but are answered (fhir/text.py)."""
+    names = {p["name"] for p in resource_entry(capability, "Patient")["searchParam"]}
+    assert {"_text", "_content"} <= names
+    assert "_content" in {p["name"] for p in resource_entry(capability, "Bundle")["searchParam"]}

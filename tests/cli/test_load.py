@@ -125,3 +125,5 @@ def test_parallel_load_rejects_a_bad_bundle_alone_and_says_where(engine: Engine,
     assert done.returncode == 1
     assert "b.json: Bundle.entry[1].resource.status" in done.stderr, done.stderr
     assert live_counts(engine) == Counter({"Patient": 2, "Observation": 2})
+    with engine.connect() as c:  # the _content words staged in the workers were written too
+        assert c.execute(select(func.count()).select_from(schema.idx_content)).scalar_one() == 4

@@ -59,3 +59,27 @@ def test_unusable_search_parameter_is_refused(repo: Repository) -> None:
     with pytest.raises(Invalid) as err:
         repo.create({**SP, "expression": "Patient.extension.where(url="})
     assert "cannot be used for searching" in err.value.issues[0].diagnostics
+
+
+def test_reindex_rebuilds_the_text_and_content_words(engine: Engine, database_url: str) -> None:
+    """Data written before the _content index (migration 0009) is found after reindex, and the
+    narrative words of _text survive it (they are not made by the parameter extraction)."""
+    from sqlalchemy import text
+
+    from carerecord.store import schema
+
+    wipe(engine)
+    repo = Repository(engine)
+    p = repo.create({"resourceType": "Patient", "name": [{"family": "Brontë"}],
+                     "text": {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">Hoist user</div>'}})
+    with engine.begin() as c:  # as if written before the index existed
+        c.execute(schema.idx_content.delete())
+    assert ids(repo, [("_content", "bronte")]) == set()
+    done = subprocess.run([sys.executable, "-m", "carerecord.cli", "reindex", "--database", database_url],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert ids(repo, [("_content", "bronte")]) == {p.res_id}
+    assert ids(repo, [("_content", "hoist")]) == {p.res_id}
+    assert ids(repo, [("_text", "hoist")]) == {p.res_id}
+    with engine.connect() as c:  # one row of words per resource, written once
+        assert c.execute(text("SELECT count(*) FROM idx_content")).scalar_one() == 1

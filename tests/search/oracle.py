@@ -231,6 +231,42 @@ def string_matches(modifier: str | None, search: str, target: str) -> bool:
     return fold(target).startswith(fold(search))
 
 
+# ---------------------------------------------------------------- _content (search.html#text)
+# The server's documented choices (carerecord.fhir.text): words are runs of letters, digits and
+# underscores of the folded text; one-letter words and words over 64 characters are not
+# indexed; id, meta, resourceType, reference, system, url and (base64) data values and
+# date/time values are not text; the narrative counts with its tags and entities removed.
+_NOT_TEXT = {"id", "meta", "resourceType", "reference", "system", "url", "data", "div"}
+_DATE_OR_TIME = re.compile(r"\d{4}-\d{2}(-\d{2}(T[\d:.]+(Z|[+-]\d{2}:\d{2})?)?)?|\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
+
+
+def resource_words(r: Resource) -> set[str]:
+    """Every word ``_content`` can find in ``r``."""
+    texts: list[str] = []
+
+    def visit(node: Any) -> None:
+        items = node.items() if isinstance(node, dict) else ((None, v) for v in node)
+        for key, value in items:
+            if key in _NOT_TEXT:
+                continue
+            if isinstance(value, str) and not _DATE_OR_TIME.fullmatch(value):
+                texts.append(value)
+            elif isinstance(value, dict | list):
+                visit(value)
+
+    visit(r)
+    div = r.get("text", {}).get("div")
+    if div:
+        texts.append(re.sub(r"&[a-zA-Z#0-9]+;", " ", re.sub(r"<[^>]*>", " ", div)))
+    return {w for t in texts for w in re.findall(r"\w+", fold(t)) if 1 < len(w) <= 64}
+
+
+def content_matches(raw: str, r: Resource) -> bool:
+    """Every word of the value starts some word of the resource."""
+    words = resource_words(r)
+    return all(any(w.startswith(s) for w in words) for s in re.findall(r"\w+", fold(unescape(raw))))
+
+
 # ---------------------------------------------------------------- element views per data type
 @dataclass(frozen=True)
 class Tok:
@@ -547,6 +583,8 @@ class Oracle:
                         if s["resourceType"] == src and any(
                             x.local() == (r["resourceType"], r["id"])
                             for x in param(src, ref_param)[1](s)))
+        if name == "_content":
+            return any(content_matches(v, r) for v in split_unescaped(raw, ","))
         head, _, tail = name.partition(".")
         code_, _, modifier = head.partition(":")
         mod = modifier or None

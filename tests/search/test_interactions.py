@@ -203,14 +203,10 @@ def test_list(db: Fhir, data: oracle.Oracle) -> None:
     assert db.ids("Patient", {"_list": "nolist"}) == set()
 
 
-@pytest.mark.xfail(strict=True, reason="_content is not implemented: reported as an unknown parameter "
-                   "and ignored (search_query.parse_clause returns None for parameters without expression)")
 def test_content_searches_the_whole_resource(db: Fhir, data: oracle.Oracle) -> None:
     assert db.ids("Patient", {"_content": "baker"}) == {"p2"}
 
 
-@pytest.mark.xfail(strict=True, reason="_contained is not implemented: reported as unknown and ignored "
-                   "(search_query._result_param)")
 def test_contained_resources_are_searched_with_contained_true(db: Fhir, data: oracle.Oracle) -> None:
     db.put({"resourceType": "DiagnosticReport", "id": "withpat", "status": "final", "code": {"text": "x"},
             "contained": [{"resourceType": "Patient", "id": "inner", "name": [{"family": "Insider"}]}],

@@ -200,9 +200,6 @@ def test_token_below_on_an_unknown_hierarchy_is_400(db: Fhir) -> None:
     assert "snomed" in db.error("Condition", {"code:below": "http://snomed.info/sct|73211009"})
 
 
-@pytest.mark.xfail(strict=True, reason="the hierarchies of CodeSystem resources stored on the server "
-                   "are not used for :below (only those generated from the R4 definitions, "
-                   "fhir/terminology.py): 400 'The hierarchy of http://example.org/cs is not known'")
 def test_token_below_uses_stored_code_systems(db: Fhir, data: oracle.Oracle) -> None:
     db.load([{"resourceType": "CodeSystem", "id": "cs", "url": "http://example.org/cs", "status": "active",
               "content": "complete", "hierarchyMeaning": "is-a",
@@ -210,6 +207,82 @@ def test_token_below_uses_stored_code_systems(db: Fhir, data: oracle.Oracle) -> 
              {"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/nhs"},
               "code": {"coding": [{"system": "http://example.org/cs", "code": "child"}]}}])
     assert db.ids("Condition", {"code:below": "http://example.org/cs|parent"}) == {"c1"}
+
+
+LOCAL_CS = "http://example.org/fhir/CodeSystem/needs"
+
+
+def random_code_system(rng: random.Random) -> tuple[dict[str, Any], dict[str, set[str]]]:
+    """A CodeSystem of 24 codes and the parents each code has in it. Every code gets up to two
+    parents among the codes before it, stated in one of three ways the server reads: nested
+    under the parent, a declared ``parent`` property, or the parent's ``child`` property."""
+    codes = [f"n{i}" for i in range(24)]
+    parents: dict[str, set[str]] = {c: set() for c in codes}
+    concepts: dict[str, dict[str, Any]] = {c: {"code": c} for c in codes}
+    nested: dict[str, str] = {}  # child -> the parent it is nested under
+    for i, c in enumerate(codes[1:], 1):
+        for p in rng.sample(codes[:i], min(i, rng.choice([0, 1, 1, 2]))):
+            parents[c].add(p)
+            how = rng.choice(["nest", "up", "child"])
+            if how == "nest" and c not in nested:
+                nested[c] = p
+            elif how == "child":
+                concepts[p].setdefault("property", []).append({"code": "kids", "valueCode": c})
+            else:
+                concepts[c].setdefault("property", []).append({"code": "up", "valueCode": p})
+    top = []
+    for c in codes:  # concepts are shared dicts, so nesting order does not matter
+        if c in nested:
+            concepts[nested[c]].setdefault("concept", []).append(concepts[c])
+        else:
+            top.append(concepts[c])
+    cs = {"resourceType": "CodeSystem", "id": "needs", "url": LOCAL_CS, "status": "active",
+          "content": "complete", "hierarchyMeaning": "is-a", "concept": top,
+          "property": [{"code": "up", "uri": "http://hl7.org/fhir/concept-properties#parent", "type": "code"},
+                       {"code": "kids", "uri": "http://hl7.org/fhir/concept-properties#child", "type": "code"}]}
+    return cs, parents
+
+
+@pytest.fixture(scope="module")
+def needs(db: Fhir, data: oracle.Oracle) -> tuple[dict[str, set[str]], dict[str, str]]:
+    """The random CodeSystem stored on the server, and a Condition per code (id -> code)."""
+    cs, parents = random_code_system(random.Random(5))
+    conditions = {f"need-{c}": c for c in parents}
+    db.load([cs, *({"resourceType": "Condition", "id": cid, "subject": {"reference": "Patient/nhs"},
+                    "code": {"coding": [{"system": LOCAL_CS, "code": c}]}} for cid, c in conditions.items())])
+    return parents, conditions
+
+
+def reach(code_: str, edges: dict[str, set[str]]) -> set[str]:
+    """``code_`` and every code reachable from it (a fixpoint, written independently of the server)."""
+    out = {code_}
+    while True:
+        more = {n for c in out for n in edges.get(c, set())} - out
+        if not more:
+            return out
+        out |= more
+
+
+@FEW
+@given(st.integers(0, 23), st.sampled_from(["below", "above"]))
+def test_below_and_above_follow_a_stored_code_system(db: Fhir, needs: tuple[dict[str, set[str]], dict[str, str]],
+                                                     n: int, modifier: str) -> None:
+    parents, conditions = needs
+    children: dict[str, set[str]] = {}
+    for c, ps in parents.items():
+        for p in ps:
+            children.setdefault(p, set()).add(c)
+    wanted = reach(f"n{n}", parents if modifier == "above" else children)
+    expected = {cid for cid, c in conditions.items() if c in wanted}
+    assert db.ids("Condition", {f"code:{modifier}": f"{LOCAL_CS}|n{n}"}) == expected
+
+
+def test_a_stored_code_system_that_is_not_complete_is_400_saying_why(db: Fhir, data: oracle.Oracle) -> None:
+    db.load([{"resourceType": "CodeSystem", "id": "partial", "url": "http://example.org/fhir/CodeSystem/partial",
+              "status": "active", "content": "fragment", "hierarchyMeaning": "is-a",
+              "concept": [{"code": "a", "concept": [{"code": "b"}]}]}])
+    text = db.error("Condition", {"code:below": "http://example.org/fhir/CodeSystem/partial|a"})
+    assert "CodeSystem/partial" in text and "fragment" in text
 
 
 def token_values() -> st.SearchStrategy[str]:

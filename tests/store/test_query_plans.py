@@ -173,3 +173,63 @@ def test_hot_searches_find_what_they_should(community: Repository) -> None:
         assert len(ids(*HOT["observations of a patient by code and date"])) == 5
         assert len(ids(*HOT["two-level chain"])) == 150
         assert len(ids(*HOT["reverse chain"])) == 30
+
+
+def test_content_search_uses_the_full_text_index(community: Repository) -> None:
+    """_content drives from the full-text index (FTS5 MATCH on SQLite, the GIN index on
+    PostgreSQL) and, beside a more selective clause, probes the candidate's own row by rid."""
+    for params in ([("_content", "smith")], [("family", "smith"), ("_content", "smi")]):
+        q = parse(("Patient",), params, community.registry)
+        stmt = Searcher(community.registry).page_query(q, 50)
+        sql = str(stmt.compile(community.engine, compile_kwargs={"literal_binds": True}))
+        with community.engine.connect() as c:
+            if community.is_postgres:  # only bitmap scans left: the GIN index must serve it
+                c.execute(text("SET enable_seqscan = off"))
+                c.execute(text("SET enable_indexscan = off"))
+                lines = [r[0] for r in c.execute(text("EXPLAIN " + sql))]  # noqa: S608
+            else:
+                lines = [r[3] for r in c.execute(text("EXPLAIN QUERY PLAN " + sql))]  # noqa: S608
+        text_plan = "\n".join(lines)
+        if community.is_postgres:
+            assert "Seq Scan" not in text_plan, text_plan
+            if len(params) > 1:  # the probe: the candidate's own idx_content row by rid
+                assert "SubPlan" in text_plan and "idx_content_pkey" in text_plan, text_plan
+            else:
+                assert "ix_content_words" in text_plan, text_plan
+        else:
+            fts = [line for line in lines if "idx_content_fts" in line]
+            assert fts and all("VIRTUAL TABLE INDEX" in line and "M" in line.rsplit(":", 1)[1] for line in fts), text_plan
+            assert not any(line.startswith("SCAN ") and "idx_content_fts" not in line for line in lines), text_plan
+            if len(params) > 1:  # the probe seeks the candidate's rowid in the full-text index
+                assert any(":=M" in line for line in fts), text_plan
+        with community.reading() as conn:
+            found = {h.res_id for h in Searcher(community.registry).run(conn, q, 100).matches}
+        assert found == {f"p{i}" for i in range(1, 31, 2)}
+
+
+@pytest.mark.parametrize("kind", ["contained", "container"])
+def test_contained_search_uses_the_contained_keys_and_seeks_containers(community: Repository, kind: str) -> None:
+    """A contained search drives from its own index rows (the contained keys) and reaches each
+    contained resource and its container by primary key: no scan of contained or resources."""
+    from carerecord.store.contained import queries
+
+    TransactionProcessor(Interactions(community)).process({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "DiagnosticReport", "status": "final", "code": {"text": "x"},
+                      "subject": {"reference": f"Patient/p{i}"}, "result": [{"reference": "#o"}],
+                      "contained": [{"resourceType": "Observation", "id": "o", "status": "final",
+                                     "code": {"coding": [{"system": "http://loinc.org", "code": f"c{i % 3}"}]}}]},
+         "request": {"method": "POST", "url": "DiagnosticReport"}} for i in range(1, 31)]})
+    q = parse(("Observation",), [("code", "http://loinc.org|c1"), ("status", "final"), ("_contained", "true"),
+                                 ("_containedType", kind)], community.registry)
+    page, total = queries(Searcher(community.registry), q, 50)
+    for lines in (explain(community, page), explain(community, total)):
+        text_plan = "\n".join(lines)
+        if community.is_postgres:
+            assert "Seq Scan" not in text_plan and "ix_token_code" in text_plan, text_plan
+        else:
+            assert not any(line.startswith("SCAN ") for line in lines), text_plan
+            assert "ix_token_code (pkey=? AND code=? AND system=?)" in text_plan, text_plan
+            probes_seek_by_rid(lines)
+    with community.reading() as conn:
+        hits = Searcher(community.registry).run(conn, q, 100).matches
+    assert len(hits) == 10 and all((h.container is not None) == (kind == "contained") for h in hits)

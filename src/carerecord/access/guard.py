@@ -316,23 +316,34 @@ class Guard:
         return self._redacting_patients
 
     def hits(self, conn: Connection, hits: list[Hit]) -> list[Hit]:
-        """The visible hits (matches or includes), S-flagged Patients redacted, noted for audit."""
-        comps = self.patients_of(conn, hits)
+        """The visible hits (matches or includes), S-flagged Patients redacted, noted for audit.
+
+        A contained resource (``Hit.container``) is judged by its container (compartments,
+        type, labels: a contained resource may carry no labels of its own), and its own type
+        must be readable too; it is noted for audit as the container, the resource it is part
+        of. One inside a container the caller may only see redacted is not shown."""
+        comps = self.patients_of(conn, [h.container or h for h in hits])
         if self.trusted and self.launch_only() is None:
             for h in hits:
-                self.noted(comps.get(h.rid, ()), [f"{h.res_type}/{h.res_id}"])
+                whole = h.container or h
+                self.noted(comps.get(whole.rid, ()), [f"{whole.res_type}/{whole.res_id}"])
             return hits
         out = []
         for h in hits:
-            patients = comps.get(h.rid, [])
-            resource = orjson.loads(h.content) if b'"security"' in h.content else None
-            if not self.may_see(conn, h.res_type, patients, resource):
+            whole = h.container or h
+            patients = comps.get(whole.rid, [])
+            resource = orjson.loads(whole.content) if b'"security"' in whole.content else None
+            if not self.may_see(conn, whole.res_type, patients, resource):
+                continue
+            if h.container is not None and not self.may_see(conn, h.res_type, patients, None):
                 continue
             if self.redacting(conn, patients):
+                if h.container is not None:
+                    continue
                 shown = orjson.dumps(redact(resource or orjson.loads(h.content), self.own_refs()))
                 self.redacted[h.rid] = shown
                 h = Hit(h.rid, h.res_type, h.res_id, shown, h.mode)
-            self.noted(patients, [f"{h.res_type}/{h.res_id}"])
+            self.noted(patients, [f"{whole.res_type}/{whole.res_id}"])
             out.append(h)
         return out
 

@@ -94,7 +94,9 @@ def searchset(base: str, path: str, params: list[tuple[str, str]], q: Query, res
 
 
 def _entry(base: str, hit: Hit, content: bytes) -> dict[str, Any]:
-    return fb.entry(f"{base}/{hit.res_type}/{hit.res_id}", content, search={"mode": hit.mode})
+    c = hit.container  # a contained resource: its container's URL and #id (search.html#contained)
+    url = f"{base}/{c.res_type}/{c.res_id}#{hit.res_id}" if c is not None else f"{base}/{hit.res_type}/{hit.res_id}"
+    return fb.entry(url, content, search={"mode": hit.mode})
 
 
 def history_bundle(base: str, path: str, params: list[tuple[str, str]], page: HistoryPage) -> bytes:

@@ -12,6 +12,7 @@ import orjson
 from carerecord import __version__
 from carerecord.fhir import model
 from carerecord.fhir.search_params import SearchParamRegistry
+from carerecord.fhir.search_query import TEXT_SEARCHES
 
 _INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance",
                  "history-type", "create", "search-type"]
@@ -27,7 +28,8 @@ def capability_statement(registry: SearchParamRegistry, base: str, *, date: str,
     for t in sorted(model.resource_types()):
         params = registry.for_type(t)
         search = [{"name": code, "definition": p.url, "type": p.type}
-                  for code, p in sorted(params.items()) if p.type in _SEARCHABLE and p.expression]
+                  for code, p in sorted(params.items())
+                  if p.type in _SEARCHABLE and (p.expression or code in TEXT_SEARCHES)]
         named = {s["name"] for s in search}
         search = [s for s in _COMMON if s["name"] not in named] + search
         refs = sorted(code for code, p in params.items() if p.type == "reference")

@@ -75,6 +75,10 @@ class IndexRows(NamedTuple):
     reference: list[tuple[str, str | None, str | None, str | None]]  # (param, type, id, url)
     uri: list[tuple[str, str]]
     composite: list[tuple[str, tuple[object, ...]]]
+    # Not made by extract(), added by the store (store/prepare.extra_rows): the _content words
+    # (carerecord.fhir.text), and (type, id, rows) of each contained resource, in order.
+    content: tuple[str, ...] = ()
+    contained: tuple[tuple[str, str, IndexRows], ...] = ()
 
 
 # ---------------------------------------------------------------- value normalization
@@ -573,7 +577,8 @@ def extract(resource: dict[str, Any], registry: SearchParamRegistry | None = Non
         _walk(plan, [resource], acc, resource)
     except (TypeError, KeyError) as e:
         raise Invalid(f"resource cannot be indexed: {e}") from None
-    return IndexRows(*(list(d) for d in acc))
+    s, t, d, n, q, r, u, c = (list(x) for x in acc)
+    return IndexRows(s, t, d, n, q, r, u, c)
 
 
 def patient_compartments(resource: dict[str, Any]) -> list[str]:

@@ -14,9 +14,9 @@ from decimal import Decimal
 from typing import Any
 
 from carerecord.errors import Invalid
-from carerecord.fhir import terminology
 from carerecord.fhir.dates import date_range
 from carerecord.fhir.search_params import SearchParam, SearchParamRegistry
+from carerecord.fhir.text import search_words
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 ANY = "\x00any"  # token system not given (matches any system)
@@ -41,7 +41,7 @@ class Value:
     ref_type: str | None = None
     url: str | None = None
     parts: tuple[Value, ...] = ()  # composite: one value per component
-    codes: tuple[str, ...] = ()  # token :below/:above: the codes of the subsumption closure
+    codes: tuple[str, ...] = ()  # token :below/:above: the subsumption closure, set by the store
 
 
 @dataclass(slots=True)
@@ -71,6 +71,10 @@ class Query:
     cursor: str | None = None
     unknown: list[str] = field(default_factory=list)
     compartment: str | None = None  # Patient id: search only that Patient's compartment
+    contained: str = "false"  # _contained: false | true | both (search.html#contained)
+    # _containedType: what a contained match returns. The spec's default is "container"; this
+    # server returns the contained resource itself unless asked otherwise (issue 3's choice).
+    contained_type: str = "contained"
 
 
 def split_escaped(text: str, sep: str) -> list[str]:
@@ -133,12 +137,9 @@ def parse_value(param_type: str, raw: str, where: str, modifier: str | None,
             parts = split_escaped(raw, "|")
             if len(parts) != 2 or not parts[0] or not parts[1]:
                 raise Invalid(f":{modifier} on a token needs system|code, not {raw!r}", where)
-            system, code = unescape(parts[0]), unescape(parts[1])
-            closure = (terminology.below if modifier == "below" else terminology.above)(system, code)
-            if closure is None:
-                raise Invalid(f"The hierarchy of {system} is not known to this server, so "
-                              f":{modifier} cannot be evaluated", where)
-            return Value(system=system, text=code, codes=tuple(sorted(closure)))
+            # The closure (``codes``) is filled in by the store when the search runs
+            # (store/codesystems.py), since CodeSystems stored on the server count too.
+            return Value(system=unescape(parts[0]), text=unescape(parts[1]))
         if modifier == "text":
             return Value(text=unescape(raw))
         if modifier == "of-type":
@@ -225,7 +226,21 @@ def parse(res_types: tuple[str, ...], params: list[tuple[str, str]],
             q.unknown.append(name)
         else:
             q.clauses.append(clause)
+    if q.contained != "false":
+        _check_contained(q)
     return q
+
+
+def _check_contained(q: Query) -> None:
+    """Refuse what a ``_contained`` search does not do (rather than ignore it): contained
+    resources are matched by their own parameters only, and are not sorted or followed."""
+    for name, used in (("_sort", q.sort), ("_include", q.include), ("_revinclude", q.revinclude)):
+        if used:
+            raise Invalid(f"{name} cannot be combined with _contained on this server", name)
+    for c in q.clauses:
+        if c.chain is not None or (c.param is None and not c.name.startswith("_id")):
+            raise Invalid(f"{c.name} cannot be used with _contained: contained resources are "
+                          "searched by their own parameters and _id only", c.name)
 
 
 def _result_param(q: Query, name: str, raw: str, registry: SearchParamRegistry) -> None:
@@ -265,6 +280,14 @@ def _result_param(q: Query, name: str, raw: str, registry: SearchParamRegistry) 
         q.elements = [e.strip() for e in raw.split(",") if e.strip()]
     elif name == "_cursor":
         q.cursor = raw
+    elif name == "_contained":
+        if raw not in ("true", "false", "both"):
+            raise Invalid(f"_contained must be true, false or both, not {raw!r}", "_contained")
+        q.contained = raw
+    elif name == "_containedType":
+        if raw not in ("container", "contained"):
+            raise Invalid(f"_containedType must be container or contained, not {raw!r}", "_containedType")
+        q.contained_type = raw
     else:
         q.unknown.append(name)
 
@@ -279,6 +302,7 @@ MODIFIERS = {
     "date": {"missing"}, "number": {"missing"}, "quantity": {"missing"},
     "composite": {"missing"},
 }
+TEXT_SEARCHES = ("_text", "_content")
 _SPECIAL_MODIFIERS = {"_id": {"not", "missing"}, "_lastUpdated": {"missing"}, "_list": set()}
 
 
@@ -305,8 +329,10 @@ def parse_clause(res_types: tuple[str, ...], name: str, raw: str,
     if not params:
         return None
     param = params[0]
-    if param.expression is None and code != "_text":
-        return None  # _content, _query: not supported, reported as unknown
+    if code in TEXT_SEARCHES and not rest:
+        return _text_clause(name, param, mod, raw)
+    if param.expression is None:
+        return None  # _query: not supported, reported as unknown
     if rest:  # chained: subject:Patient.name=peter
         if param.type != "reference":
             raise Invalid(f"{code} is not a reference parameter, so it cannot be chained", name)
@@ -337,6 +363,17 @@ def parse_clause(res_types: tuple[str, ...], name: str, raw: str,
         return Clause(name, param, mod, values)
     values = [parse_value(param.type, v, name, mod, base) for v in split_escaped(raw, ",")]
     return Clause(name, param, mod, values)
+
+
+def _text_clause(name: str, param: SearchParam, mod: str | None, raw: str) -> Clause:
+    """``_text`` or ``_content`` (search.html#text): OR-ed values, each a list of words that
+    must all be found (fhir/text.py); no modifiers."""
+    _check_modifier(mod, set(), name, "text")
+    values = [Value(text=unescape(v)) for v in split_escaped(raw, ",")]
+    for v in values:
+        if not search_words(param.code, v.text):
+            raise Invalid(f"{name} value {v.text!r} has no words to search for", name)
+    return Clause(name, param, None, values)
 
 
 def _parse_has(res_types: tuple[str, ...], name: str, raw: str,

@@ -33,7 +33,7 @@ from sqlalchemy.dialects.postgresql import psycopg
 
 from carerecord.errors import Invalid
 from carerecord.fhir.indexing import normalize
-from carerecord.fhir.search_query import ANY, Clause, Query, Value
+from carerecord.fhir.search_query import ANY, TEXT_SEARCHES, Clause, Query, Value
 from carerecord.store import paging
 from carerecord.store import schema as s
 from carerecord.store.records import now_us
@@ -61,12 +61,13 @@ class _Sql:
 def eligible(q: Query, has_param: Any) -> bool:
     """Whether ``q`` has the shape written out here (``has_param(type, code)``: the registry's
     lookup; a clause on an unknown parameter matches nothing and is left to search.py)."""
-    if len(q.res_types) != 1 or q.compartment is not None or q.sort or not q.clauses:
+    if (len(q.res_types) != 1 or q.compartment is not None or q.sort or not q.clauses
+            or q.contained != "false"):
         return False
     res_type = q.res_types[0]
     for c in q.clauses:
         p = c.param
-        if (p is None or c.chain is not None or c.has is not None or p.code == "_text"
+        if (p is None or c.chain is not None or c.has is not None or p.code in TEXT_SEARCHES
                 or p.type not in _TABLES or c.modifier not in _MODIFIERS[p.type]
                 or has_param(res_type, p.code) is None or not c.values):
             return False

@@ -4,7 +4,8 @@
 * the current content of every live resource parses, and its resourceType, id and
   meta.versionId match the row;
 * deleted resources have no index or compartment rows; no index row points at a missing
-  resource.
+  resource, nor at a contained resource (negative rid) that is no longer listed in ``contained``,
+  whose rows belong to live containers.
 Each problem is reported as a sentence; the check never changes anything.
 """
 
@@ -42,10 +43,19 @@ def check_integrity(engine: Engine, *, limit: int = 100) -> tuple[list[str], dic
             .where(_V.c.rid.is_(None))).all()
         problems += [f"{t}/{i} has no row for its current version {v}" for t, i, v in missing]
 
-        for table in (*s.INDEX_TABLES.values(), s.compartments):
+        counts["contained resources"] = conn.execute(select(func.count()).select_from(s.contained)).scalar_one()
+        # A contained resource's rows hang off its surrogate (negative) rid in ``contained``,
+        # whose container must be a live resource (schema.contained).
+        for table in (*s.INDEX_TABLES.values(), s.compartments, s.contained):
+            rid = s.contained.c.container if table is s.contained else table.c.rid
             orphans = conn.execute(
-                select(func.count()).select_from(table.outerjoin(_R, _R.c.rid == table.c.rid))
-                .where((_R.c.rid.is_(None)) | (_R.c.deleted.is_(True)))).scalar_one()
+                select(func.count()).select_from(table.outerjoin(_R, _R.c.rid == rid))
+                .where(rid >= 0, (_R.c.rid.is_(None)) | (_R.c.deleted.is_(True)))).scalar_one()
+            if table is not s.contained and table is not s.compartments:
+                c = s.contained
+                orphans += conn.execute(
+                    select(func.count()).select_from(table.outerjoin(c, c.c.rid == table.c.rid))
+                    .where(table.c.rid < 0, c.c.rid.is_(None))).scalar_one()
             if orphans:
                 problems.append(f"{orphans} row(s) in {table.name} belong to missing or deleted resources")
 

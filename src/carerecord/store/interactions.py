@@ -72,6 +72,8 @@ class Interactions:
         q = parse((res_type,), query_pairs(query), self.repo.registry, self.base)
         if q.unknown:
             raise Invalid(f"Unknown search parameter(s) in conditional request: {', '.join(q.unknown)}")
+        if q.contained != "false":  # a contained resource cannot be created, updated or deleted
+            raise Invalid("A conditional request cannot search contained resources", "_contained")
         return self.searcher.run(conn, q, limit).matches
 
     def check_references(self, unit: Unit, resources: list[tuple[str, dict[str, Any]]],

@@ -5,7 +5,6 @@ This is the only place a resource is serialised on the write path; reads serve t
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,10 +12,12 @@ import orjson
 
 from carerecord.errors import Invalid, Issue, Unprocessable
 from carerecord.fhir import profiles
-from carerecord.fhir.indexing import IndexRows, extract, normalize, patient_compartments
+from carerecord.fhir.indexing import IndexRows, extract, patient_compartments
 from carerecord.fhir.search_params import SearchParamRegistry
+from carerecord.fhir.text import content_words, narrative_words
 from carerecord.fhir.validation import validate
 from carerecord.store.records import iso_instant
+from carerecord.store.schema import CONTAINED_SLOTS
 
 _SERVER_META = ("versionId", "lastUpdated")
 
@@ -129,21 +130,30 @@ def prepare(resource: dict[str, Any], res_id: str, version: int, last_updated: i
     final = stamp(resource, res_id, version, last_updated)
     rows, compartments = indexed if indexed is not None else (
         extract(final, registry), patient_compartments(final))
-    rows.string.extend(narrative_words(final))
+    rows = extra_rows(rows, final, registry)
     return Prepared(final["resourceType"], res_id, version, last_updated, final,
                     orjson.dumps(final), rows, compartments)
 
 
-_TAG = re.compile(r"<[^>]*>")
-_ENTITY = re.compile(r"&[a-zA-Z#0-9]+;")
+def extra_rows(rows: IndexRows, resource: dict[str, Any], registry: SearchParamRegistry) -> IndexRows:
+    """``rows`` with the rows :func:`~carerecord.fhir.indexing.extract` does not make: the
+    narrative words of ``_text`` (added to ``rows.string``), the words of ``_content``
+    (``fhir/text.py``), and the rows of each contained resource (searched with ``_contained``,
+    ``store/contained.py``). Every write path calls this once per resource: the API, staging of
+    templates, and ``carerecord reindex``."""
+    rows.string.extend(narrative_words(resource))
+    inner = resource.get("contained")
+    contained: tuple[tuple[str, str, IndexRows], ...] = ()
+    if isinstance(inner, list) and inner:
+        if len(inner) >= CONTAINED_SLOTS:
+            raise Unprocessable(f"More than {CONTAINED_SLOTS - 1} contained resources cannot be indexed",
+                                "contained")
+        contained = tuple((c["resourceType"], str(c.get("id") or ""), _contained_rows(c, registry))
+                          for c in inner if isinstance(c, dict) and isinstance(c.get("resourceType"), str))
+    return rows._replace(content=content_words(resource), contained=contained)
 
 
-def narrative_words(resource: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """``_text`` index rows: each distinct word of the narrative (http://hl7.org/fhir/R4/
-    search.html#text), normalised like any string, at most 200 words."""
-    div = (resource.get("text") or {}).get("div")
-    if not isinstance(div, str):
-        return []
-    words = dict.fromkeys(w for w in normalize(_ENTITY.sub(" ", _TAG.sub(" ", div))).split()
-                          if len(w) > 1)
-    return [("_text", w, w) for w in list(words)[:200]]
+def _contained_rows(resource: dict[str, Any], registry: SearchParamRegistry) -> IndexRows:
+    rows = extract(resource, registry)
+    rows.string.extend(narrative_words(resource))
+    return rows._replace(content=content_words(resource))

@@ -3,7 +3,8 @@
 SearchParameter resources written to the store become part of the repository's registry:
 at start-up (:func:`load_custom_parameters`) and as soon as one is written, so new writes index
 them at once. ``carerecord reindex`` (:func:`reindex`) then rebuilds the index rows of the
-resources already stored, so older data is found by the new parameter too.
+resources already stored (``_text`` and ``_content`` words and contained resources included), so older data is found by
+the new parameter too.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from carerecord.errors import Invalid
 from carerecord.fhir.indexing import extract, patient_compartments
 from carerecord.fhir.search_params import SearchParamRegistry
 from carerecord.store import schema as s
-from carerecord.store.prepare import Prepared
+from carerecord.store.prepare import Prepared, extra_rows
 
 _R, _V = s.resources, s.resource_versions
 
@@ -80,8 +81,8 @@ def reindex(repo: Any, types: list[str] | None = None, *, batch: int = 1000,
             pairs = []
             for rid, t, i, v, lu, content in rows:
                 doc = orjson.loads(content)
-                pairs.append((rid, Prepared(t, i, v, lu, doc, content, extract(doc, repo.registry),
-                                            patient_compartments(doc))))
+                indexed = extra_rows(extract(doc, repo.registry), doc, repo.registry)
+                pairs.append((rid, Prepared(t, i, v, lu, doc, content, indexed, patient_compartments(doc))))
             unit._drop_indexes([rid for rid, _ in pairs])
             unit._insert_indexes(pairs)
         done += len(rows)

@@ -9,7 +9,7 @@ all, so a failure part-way never leaves half a record.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -17,8 +17,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 
 from carerecord.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
+from carerecord.fhir.indexing import IndexRows
 from carerecord.fhir.search_params import SearchParamRegistry
 from carerecord.store import schema as s
+from carerecord.store.content import document
 from carerecord.store.engine import point_rows
 from carerecord.store.prepare import Prepared, check, prepare
 from carerecord.store.records import Stored, now_us
@@ -279,7 +281,6 @@ class Unit:
         return list(range(start, start + n))
 
     def _insert_indexes(self, pairs: list[tuple[int, Prepared]]) -> None:
-        key = s.param_key
         string: list[tuple[Any, ...]] = []
         token: list[tuple[Any, ...]] = []
         date: list[tuple[Any, ...]] = []
@@ -288,9 +289,21 @@ class Unit:
         reference: list[tuple[Any, ...]] = []
         uri: list[tuple[Any, ...]] = []
         composite: list[tuple[Any, ...]] = []
+        content: list[tuple[Any, ...]] = []
         comp: list[tuple[Any, ...]] = []
+        inner: list[tuple[Any, ...]] = []
+        # Contained resources are indexed like resources, under their own rids and keys (schema.contained)
+        items: list[tuple[int, str, IndexRows, Callable[[str, str], int]]] = []
         for rid, p in pairs:
-            t, rows = p.res_type, p.rows
+            items.append((rid, p.res_type, p.rows, s.param_key))
+            comp += [(rid, pid) for pid in p.compartments]
+            for i, (ctype, cid, crows) in enumerate(p.rows.contained):
+                crid = s.contained_rid(rid, i)
+                items.append((crid, ctype, crows, s.contained_key))
+                inner.append((crid, rid, ctype, cid))
+        for rid, t, rows, key in items:
+            if rows.content:
+                content.append((rid, document(key(t, "_content"), rows.content)))
             string += [(rid, key(t, c), v, e) for c, v, e in rows.string]
             token += [(rid, key(t, c), sy, co, tx) for c, sy, co, tx in rows.token]
             date += [(rid, key(t, c), lo, hi) for c, lo, hi in rows.date]
@@ -302,7 +315,6 @@ class Unit:
                 cols = composite_columns(self.repo.registry, t, c, parts)
                 if cols is not None:
                     composite.append((rid, key(t, c), *cols))
-            comp += [(rid, pid) for pid in p.compartments]
         self._insert("idx_string", ("rid", "pkey", "value", "exact"), string)
         self._insert("idx_token", ("rid", "pkey", "system", "code", "text"), token)
         self._insert("idx_date", ("rid", "pkey", "low", "high"), date)
@@ -312,14 +324,30 @@ class Unit:
         self._insert("idx_uri", ("rid", "pkey", "value"), uri)
         self._insert("idx_composite", ("rid", "pkey", "a_system", "a_code", "b_system", "b_code",
                                        "b_low", "b_high", "c_low", "c_high"), composite)
+        # In rid order: FTS5 flushes its pending terms whenever a rowid is not above the last
+        # one, and contained resources' (negative) rids come between their containers'.
+        content.sort()
+        self._insert("idx_content", ("rid", "words"), content)
+        if not self.repo.is_postgres:  # its FTS5 index (migration 0009), written here: a
+            self._insert("idx_content_fts", ("rowid", "words"), content)  # trigger cost 5x
         self._insert("compartments", ("rid", "patient_id"), comp)
+        self._insert("contained", ("rid", "container", "res_type", "res_id"), inner)
 
     def _drop_indexes(self, rids: list[int]) -> None:
+        """Remove the index rows of resources ``rids`` and of the resources they contain."""
         for start in range(0, len(rids), 500):
             chunk = rids[start:start + 500]
             marks = ", ".join([self.mark] * len(chunk))
-            for table in (*s.INDEX_TABLES.values(), s.compartments):
-                self.cur.execute(f"DELETE FROM {table.name} WHERE rid IN ({marks})", chunk)  # noqa: S608
+            self.cur.execute(f"SELECT rid FROM contained WHERE container IN ({marks})", chunk)  # noqa: S608
+            inner = [r[0] for r in self.cur.fetchall()]
+            if inner:
+                self.cur.execute(f"DELETE FROM contained WHERE container IN ({marks})", chunk)  # noqa: S608
+            for part in (chunk, *(inner[i:i + 500] for i in range(0, len(inner), 500))):
+                marks = ", ".join([self.mark] * len(part))
+                for table in s.INDEX_TABLES.values():
+                    self.cur.execute(f"DELETE FROM {table.name} WHERE rid IN ({marks})", part)  # noqa: S608
+            marks = ", ".join([self.mark] * len(chunk))
+            self.cur.execute(f"DELETE FROM compartments WHERE rid IN ({marks})", chunk)  # noqa: S608
 
     def _stored(self, p: Prepared, method: str) -> Stored:
         return Stored(p.res_type, p.res_id, p.version, p.last_updated, False, p.content, method)

@@ -9,7 +9,8 @@
 * ``compartments``: (rid, patient id) for every Patient compartment a resource is in; access
   control and ``$everything`` key on it.
 * ``idx_*``: search index rows of the current version of each resource, keyed by ``rid`` and a
-  64-bit ``pkey`` naming (resource type, search parameter code) - see :func:`param_key`.
+  64-bit ``pkey`` naming (resource type, search parameter code) - see :func:`param_key`;
+  ``idx_content`` holds the words ``_content`` searches.
 
 Times are integers: microseconds since 1970-01-01T00:00Z (UTC).
 """
@@ -174,10 +175,37 @@ idx_composite = Table(
     Index("ix_composite_rid", "rid", "pkey"),
 )
 
+# _content (fhir/text.py, store/content.py): one row per resource, its words as one text of
+# tokens "<type tag>_<word>", full-text indexed by the database: an FTS5 table on SQLite
+# (written beside each row by the repository, removed by a delete trigger), a GIN index on
+# PostgreSQL (migration 0009). A row per word cost several times as much to write (Synthea
+# load: 42 us a resource against 7).
+idx_content = Table(
+    "idx_content", metadata,
+    Column("rid", RID, primary_key=True, autoincrement=False),
+    Column("words", Text, nullable=False),
+)
+
+# Contained resources (http://hl7.org/fhir/R4/references.html#contained), searched with
+# _contained (store/contained.py). Each gets a negative surrogate rid derived from its
+# container's (contained_rid), so its index rows go in the same idx_* tables without ever
+# meeting a resource's, under keys of their own (contained_key): no ordinary search can see
+# them, and the ordinary plans and counts are unchanged.
+contained = Table(
+    "contained", metadata,
+    Column("rid", RID, primary_key=True, autoincrement=False),  # contained_rid(container, i)
+    Column("container", RID, nullable=False),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Index("ix_contained_container", "container"),
+    Index("ix_contained_type", "res_type", "rid"),
+)
+CONTAINED_SLOTS = 1 << 16  # contained resources per container (rids stay under 2**47)
+
 INDEX_TABLES = {
     "string": idx_string, "token": idx_token, "date": idx_date, "number": idx_number,
     "quantity": idx_quantity, "reference": idx_reference, "uri": idx_uri,
-    "composite": idx_composite,
+    "composite": idx_composite, "content": idx_content,
 }
 
 
@@ -189,3 +217,21 @@ def param_key(resource_type: str, code: str) -> int:
     written by one server are found by another."""
     digest = hashlib.blake2b(f"{resource_type}.{code}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
+
+
+def contained_key(resource_type: str, code: str) -> int:
+    """The key of parameter ``code`` on resources of ``resource_type`` that are contained in
+    another: distinct from :func:`param_key` (no row of a contained resource is ever found by
+    an ordinary search)."""
+    return param_key("#" + resource_type, code)
+
+
+def contained_rid(container: int, position: int) -> int:
+    """The surrogate rid of the contained resource at ``position`` in resource ``container``:
+    negative, so never a resource's, and in a range per container (see :func:`container_of`)."""
+    return -(container * CONTAINED_SLOTS + position)
+
+
+def container_of(rid: int) -> tuple[int, int]:
+    """(container rid, position) of a contained resource's surrogate rid."""
+    return divmod(-rid, CONTAINED_SLOTS)

@@ -40,9 +40,11 @@ from carerecord.errors import Invalid
 from carerecord.fhir import model
 from carerecord.fhir.indexing import normalize
 from carerecord.fhir.search_params import SearchParamRegistry
-from carerecord.fhir.search_query import ANY, Clause, Query, Value
-from carerecord.store import direct, paging
+from carerecord.fhir.search_query import ANY, TEXT_SEARCHES, Clause, Query, Value
+from carerecord.fhir.text import search_words
+from carerecord.store import codesystems, direct, paging
 from carerecord.store import schema as s
+from carerecord.store.content import ContentMatch
 from carerecord.store.records import now_us
 
 _R, _V = s.resources, s.resource_versions
@@ -65,6 +67,7 @@ class Hit:
     res_id: str
     content: bytes
     mode: str = "match"
+    container: Hit | None = None  # a contained resource's container (search.html#contained)
 
 
 @dataclass(slots=True)
@@ -91,10 +94,13 @@ class SearchResult:
 
 
 class Compiler:
-    """Turns clauses into SQL predicates for one registry."""
+    """Turns clauses into SQL predicates for one registry. ``key`` names the index rows of a
+    (type, parameter): ``schema.contained_key`` compiles plain clauses for contained resources
+    (store/contained.py; their chains, _has and _list keep to resources and are not asked)."""
 
-    def __init__(self, registry: SearchParamRegistry) -> None:
+    def __init__(self, registry: SearchParamRegistry, key: Callable[[str, str], int] = s.param_key) -> None:
         self.registry = registry
+        self.key = key
 
     def predicate(self, clause: Clause, res_type: str, r: FromClause, *,
                   probe: bool = False) -> ColumnElement[bool]:
@@ -119,18 +125,19 @@ class Compiler:
         if table is None:
             raise Invalid(f"Searching on {ptype} parameter {code!r} is not supported", clause.name)
         if clause.modifier == "missing":
-            present = _rows(table, r, probe, table.c.pkey == s.param_key(res_type, code))
+            present = _rows(table, r, probe, table.c.pkey == self.key(res_type, code))
             if ptype == "reference":  # a Reference given only by identifier is present too
                 ident = s.idx_token
-                present = or_(present, _rows(ident, r, probe, ident.c.pkey == s.param_key(
+                present = or_(present, _rows(ident, r, probe, ident.c.pkey == self.key(
                     res_type, f"{code}:identifier")))
             return or_(*[not_(present) if v.text == "true" else present for v in clause.values])
-        if code == "_text":  # every word of the value starts a word of the narrative
-            key = s.param_key(res_type, code)
-            words = [[w for w in normalize(v.text).split() if w] for v in clause.values]
+        if code in TEXT_SEARCHES:  # each word of a value starts a word of the resource
+            key = self.key(res_type, code)
+            words = [ws for v in clause.values if (ws := search_words(code, v.text))]
+            if code == "_content":  # full-text indexed (store/content.py)
+                return ContentMatch(r.c.rid, key, words, probe)
             return or_(*[and_(*[_rows(table, r, probe, table.c.pkey == key, table.c.value >= w,
-                                       table.c.value < w + _TOP) for w in ws])
-                         for ws in words if ws])
+                                       table.c.value < w + _TOP) for w in ws]) for ws in words])
         table = self.index_table(clause)
         if probe:  # built on the probe view: no tree rewrite (_by_rid) on the hot path
             matched = _exists(table, r, self.index_test(clause, res_type, _PROBE_VIEWS[table.name]))
@@ -158,7 +165,7 @@ class Compiler:
             tests = [composite_test(types, v, t) for v in clause.values]
         else:
             tests = [self._value(ptype, clause.modifier, v, t) for v in clause.values]
-        return [t.c.pkey == s.param_key(res_type, code), or_(*tests)]
+        return [t.c.pkey == self.key(res_type, code), or_(*tests)]
 
     def in_rid_order(self, clause: Clause, res_type: str) -> bool:
         """Whether the index hands out the rows matching ``clause`` in rid order: one value
@@ -188,7 +195,7 @@ class Compiler:
             if mod == "of-type":
                 return and_(t.c.system == v.system, t.c.code == v.text)
             if mod in ("below", "above"):
-                return and_(t.c.system == v.system, t.c.code.in_(v.codes))
+                return and_(t.c.system == v.system, t.c.code.in_(codesystems.closure(v)))
             if mod not in (None, "not"):
                 raise Invalid(f"Modifier :{mod} is not supported on token parameters", mod)
             return _token(v, t)
@@ -362,9 +369,9 @@ _RANK = {"reference": 1, "token": 3, "uri": 3, "string": 4, "composite": 4, "qua
 
 def plain(clause: Clause) -> bool:
     """Whether the clause is answered by value tests on its own index rows (no chain, _has,
-    _text, special parameter, or a :missing or :not that is true where rows are absent)."""
+    _text or _content, special parameter, or a :missing or :not that is true where rows are absent)."""
     return (clause.param is not None and clause.chain is None and clause.has is None
-            and clause.modifier not in ("missing", "not") and clause.param.code != "_text"
+            and clause.modifier not in ("missing", "not") and clause.param.code not in TEXT_SEARCHES
             and clause.param.type in _TABLE_OF_TYPE)
 
 
@@ -556,6 +563,7 @@ class Searcher:
 
     def count(self, conn: Connection, q: Query) -> int:
         """How many resources match (see :meth:`count_query`)."""
+        codesystems.resolve(conn, q)
         return int(conn.execute(self.count_query(q)).scalar_one())
 
     def count_query(self, q: Query) -> Select[Any]:
@@ -612,6 +620,11 @@ class Searcher:
     def run(self, conn: Connection, q: Query, count: int) -> SearchResult:
         """One page of matches (keyset paging, see ``store.paging``), the total when asked
         for, and the included resources of the page."""
+        codesystems.resolve(conn, q)  # :below/:above closures, from stored CodeSystems too
+        if q.contained != "false":
+            from carerecord.store.contained import run_contained
+
+            return run_contained(self, conn, q, count)
         cursor = paging.decode(q.cursor)
         reverse = cursor is not None and cursor.direction in (paging.PREV, paging.LAST)
         rows = self._direct_page(conn, q, count)

@@ -30,7 +30,7 @@ from carerecord.store.interactions import Interactions, Result, check_id, check_
 from carerecord.store.prepare import (
     Prepared,
     check,
-    narrative_words,
+    extra_rows,
     prepare,
     prepare_template,
     template,
@@ -162,8 +162,8 @@ def stage(doc: dict[str, Any], registry: SearchParamRegistry,
             e.refs = [(path, {"reference": obj["reference"]}) for path, obj in refs]
             if templates:
                 e.template = template(e.resource, e.res_id)
-                if e.template is not None:
-                    e.staged[0].string.extend(narrative_words(e.resource))
+                if e.template is not None:  # written without prepare(), which adds these
+                    e.staged = (extra_rows(e.staged[0], e.resource, registry), e.staged[1])
         except FhirError:
             continue  # processing reports it, located in the Bundle
     return str(kind), entries
