@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import cProfile
+import os
 import pstats
 import random
 import shutil
@@ -207,11 +207,10 @@ def _http(a: argparse.Namespace, url: str, keys: list[Any], prof: cProfile.Profi
     import uvicorn
 
     from benchmarks.run import PATIENT
-    from carerecord.api.app import create_app
-    from carerecord.config import Settings
-
     from benchmarks.server import TOKEN_ENV
     from carerecord.access.tokens import mint_system_token
+    from carerecord.api.app import create_app
+    from carerecord.config import Settings
 
     port = free_port()
     app = create_app(Settings(database=url, host="127.0.0.1", port=port, audit=a.audit))
