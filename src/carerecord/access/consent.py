@@ -12,20 +12,23 @@ active Consent changes that:
   limited to those **categories** of record; other resources stay shared.
 - ``provision.type = permit`` with ``securityLabel`` codes: **explicit consent** to share records
   with those sensitivity labels (with the ``actor`` organisations, or all when none is named).
-- the **national data opt-out** is a Consent with ``category`` :data:`OPT_OUT`; it is recorded
-  and exposed (:func:`opted_out`) for the analytics layer, and never limits direct care.
+- the **national data opt-out** is an active Consent with ``category`` :data:`OPT_OUT`; it never
+  limits direct care, and the guard leaves the patient out of everything a secondary-use system
+  client reaches (:func:`opted_out`, :func:`opted_out_among`, :func:`opted_out_ids`: one
+  definition, read from the Consent's index rows, so a search can apply it in SQL).
 
 Nested provisions are read like the top one; a provision's period is honoured when given.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, Select, and_, exists, select
 
 from carerecord.store import schema as s
 
@@ -131,7 +134,36 @@ def sharing(conn: Connection, patient_id: str) -> Sharing:
     return out
 
 
+def opted_out_ids() -> Select[tuple[str]]:
+    """The ids of the patients who have registered a national data opt-out: an active Consent
+    (``status`` active) with ``category`` :data:`OPT_OUT` for the patient, read from the
+    Consent's index rows (which exist only for current, undeleted versions), so a search can
+    leave their compartments out in SQL. The same rule as :attr:`Sharing.opted_out`, which reads
+    the Consents themselves (tests/access/test_purpose.py checks they agree)."""
+    tok, ref = s.idx_token, s.idx_reference
+    status = s.idx_token.alias("opt_out_status")
+    return (select(ref.c.ref_id).select_from(tok)
+            .join(ref, and_(ref.c.rid == tok.c.rid, ref.c.pkey == s.param_key("Consent", "patient"),
+                            ref.c.ref_type == "Patient"))
+            .where(tok.c.pkey == s.param_key("Consent", "category"), tok.c.code == OPT_OUT[1],
+                   tok.c.system == OPT_OUT[0],
+                   exists().where(status.c.rid == tok.c.rid, status.c.pkey == s.param_key("Consent", "status"),
+                                  status.c.code == "active")))
+
+
+def opted_out_among(conn: Connection, patient_ids: Iterable[str]) -> set[str]:
+    """Those of ``patient_ids`` who have registered a national data opt-out (one statement per
+    500 ids)."""
+    wanted = sorted(set(patient_ids))
+    out: set[str] = set()
+    ref = s.idx_reference
+    for i in range(0, len(wanted), 500):
+        chunk = wanted[i:i + 500]
+        out.update(str(row[0]) for row in conn.execute(opted_out_ids().where(ref.c.ref_id.in_(chunk))))
+    return out
+
+
 def opted_out(conn: Connection, patient_id: str) -> bool:
-    """Whether the patient has registered a national data opt-out: analytics and research
-    exports must leave them out. Direct care is never limited by it."""
-    return sharing(conn, patient_id).opted_out
+    """Whether the patient has registered a national data opt-out: secondary use (analytics,
+    research exports) must leave them out. Direct care is never limited by it."""
+    return bool(opted_out_among(conn, [patient_id]))
