@@ -50,7 +50,7 @@ import orjson
 from sqlalchemy import ColumnElement, Connection, FromClause, and_, exists, literal, or_, select
 
 from carerecord.access import breakglass, relationships
-from carerecord.access.consent import Sharing, opted_out, opted_out_among, opted_out_ids, sharing
+from carerecord.access.consent import Sharing, opted_out, opted_out_among, opted_out_condition, sharing
 from carerecord.access.policy import (
     PATIENT_WRITES_BEYOND_COMPARTMENT,
     RESTRICTED_PATIENT,
@@ -399,7 +399,7 @@ class Guard:
         c, r = (s.compartments, s.resources) if alias is None else (s.compartments.alias(), alias)
         if self.trusted and launch is None:
             if self.secondary_use:
-                return [~exists().where(c.c.rid == r.c.rid, c.c.patient_id.in_(opted_out_ids()))]
+                return [~exists().where(c.c.rid == r.c.rid, opted_out_condition(c.c.patient_id))]
             return []
         if launch is not None and self.trusted:
             bad: ColumnElement[bool] = c.c.patient_id != launch
