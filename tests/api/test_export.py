@@ -30,7 +30,7 @@ from carerecord.access.tokens import AccessTokens, mint_system_token
 from carerecord.api.app import create_app
 from carerecord.api.audit import writer_of
 from carerecord.config import Settings
-from carerecord.services.export import Exports
+from carerecord.services.export import Exports, runner
 from carerecord.services.export.runner import PG_MARGIN_US
 from carerecord.store.repository import Repository
 from tests.api.conftest import JSON, outcome
@@ -254,6 +254,39 @@ def test_patient_export_holds_the_patients_compartments_and_type_and_since_narro
     assert set(newer) == {"Observation"}
     assert ids(newer["Observation"]) == {"obs-pat-a-0", "obs-new"}
     assert [o["status"] for o in newer["Observation"] if o["id"] == "obs-pat-a-0"] == ["amended"]
+
+
+def test_an_export_reads_one_snapshot_so_a_change_during_it_is_not_half_included(
+        world: httpx.Client, engine: Engine, workers: list[Worker], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages of two resources; after the first is written, one Observation of a later page is
+    changed and another created. The export holds the first as it was and not the second: read
+    live, the changed one would have moved to the end of the (lastUpdated) order, new."""
+    exports, written, go = workers[0].exports, threading.Event(), threading.Event()
+    write = runner.Files.write
+
+    def pausing(self: runner.Files, res_type: str, line: bytes) -> None:
+        write(self, res_type, line)
+        if not written.is_set():
+            written.set()
+            go.wait(30)
+
+    monkeypatch.setattr(runner.Files, "write", pausing)
+    monkeypatch.setattr(exports, "page_size", 2)
+    status_url = kick_off(world, "/$export", _type="Observation")
+    assert written.wait(30)
+    with _client(workers[0].base, _token(engine, workers[0].base, "system/*.cruds")) as writer:
+        changed = {"resourceType": "Observation", "id": "obs-pat-b-3", "status": "amended",
+                   "code": {"text": "Heart rate"}, "subject": {"reference": "Patient/pat-b"}}
+        assert writer.put("/Observation/obs-pat-b-3", json=changed).status_code == 200
+        assert writer.put("/Observation/obs-during", json={**changed, "id": "obs-during"}).status_code == 201
+        changed_at = writer.get("/Observation/obs-pat-b-3").json()["meta"]["lastUpdated"]
+    go.set()
+    manifest = wait(world, status_url)
+    observations = download(world, manifest)["Observation"]
+    assert len(observations) == 18 and "obs-during" not in ids(observations)
+    [kept] = [o for o in observations if o["id"] == "obs-pat-b-3"]
+    assert kept["status"] == "final" and kept["meta"]["versionId"] == "1"
+    assert manifest["transactionTime"] < changed_at
 
 
 def test_group_export_holds_its_current_members_records_only(world: httpx.Client) -> None:
