@@ -488,6 +488,34 @@ def test_deleting_a_queued_export_stops_it(world: httpx.Client, workers: list[Wo
     outcome(world.get(status_url), 404, "not-found")
 
 
+def test_deleting_a_running_export_stops_it_at_its_next_page(world: httpx.Client, workers: list[Worker],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    exports, written, go, lines = workers[0].exports, threading.Event(), threading.Event(), []
+    write = runner.Files.write
+
+    def pausing(self: runner.Files, res_type: str, line: bytes) -> None:
+        write(self, res_type, line)
+        lines.append(line)
+        if not written.is_set():
+            written.set()
+            go.wait(30)
+
+    monkeypatch.setattr(runner.Files, "write", pausing)
+    monkeypatch.setattr(exports, "page_size", 2)
+    status_url = kick_off(world, "/$export", _type="Observation")
+    job = status_url.rsplit("/", 1)[1]
+    assert written.wait(30)
+    assert world.delete(status_url).status_code == 202
+    go.set()
+    deadline = time.monotonic() + 30
+    while job in exports._active:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert len(lines) <= 2  # the rest of its first page at most, of 18
+    assert not (Path(exports.root) / job).exists() and not list(Path(exports.root).glob(f"*{job}*"))
+    outcome(world.get(status_url), 404, "not-found")
+
+
 def _dead_pid() -> int:
     child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                            check=True, text=True)
