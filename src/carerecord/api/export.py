@@ -36,6 +36,7 @@ from carerecord.services.export import Exports, parse_request
 from carerecord.services.export.request import GROUP, PATIENT, SYSTEM, check_caller
 from carerecord.services.export.service import COMPLETE, FAILED
 from carerecord.store.records import http_date
+from carerecord.store.threads import off_loop
 
 RETRY_AFTER_SECONDS = 2
 _CHUNK = 256 * 1024
@@ -63,7 +64,8 @@ async def _kick_off(request: Request, level: str, group: str | None = None) -> R
         repo = request.app.state.ctx.repo
         await guarded.on_store(request, lambda: repo.read("Group", group))
     client = request.scope.get("client")
-    job = _exports(request).start(who, req, client[0] if client else None)
+    # Writing the job's folder syncs its files to disk: in a thread, not on the event loop.
+    job = await off_loop(_exports(request).start, who, req, client[0] if client else None)
     status_url = f"{_base(request)}/$export-status/{job}"
     return fhir_response(information(f"Export {job} started; poll {status_url}"), 202, media=media,
                          headers={"Content-Location": status_url})
@@ -87,7 +89,7 @@ async def status(request: Request) -> Response:
     job = request.path_params["job"]
     exports = _exports(request)
     if request.method == "DELETE":
-        exports.cancel(who, job)
+        await off_loop(exports.cancel, who, job)  # removing large files: in a thread
         return fhir_response(information(f"Export {job} and its files are deleted"), 202,
                              media=response_format(request))
     found = exports.status(who, job)
