@@ -464,14 +464,18 @@ def test_a_file_is_not_sent_when_its_download_cannot_be_audited(world: httpx.Cli
 
 
 # -- deletion and interruption ---------------------------------------------------------------------------
-def test_deleting_an_export_removes_it_and_its_files(world: httpx.Client, workers: list[Worker]) -> None:
+def test_deleting_an_export_removes_it_and_its_files(world: httpx.Client, workers: list[Worker],
+                                                     engine: Engine) -> None:
     status_url = kick_off(world, "/$export", _type="Patient")
     manifest = wait(world, status_url)
     job_dir = Path(workers[0].exports.root) / status_url.rsplit("/", 1)[1]
     assert job_dir.is_dir()
+    before = AuditStore(engine).last_seq()
     r = world.delete(status_url)
     assert r.status_code == 202 and r.json()["resourceType"] == "OperationOutcome"
     assert not job_dir.exists()
+    [deletion] = [orjson.loads(e.content) for e in AuditStore(engine).since(before)]
+    assert (deletion["m"], deletion["op"], deletion["s"], deletion["cid"]) == ("DELETE", "export-status", 202, "exporter")
     outcome(world.get(status_url), 404, "not-found")
     outcome(world.get(manifest["output"][0]["url"]), 404, "not-found")
     outcome(world.delete(status_url), 404, "not-found")
