@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     rate_per_second: float = 200.0
     rate_burst: int = 1000
     validate_profiles: bool = True
+    # Bulk export (services/export): jobs and their files live in <data_dir>/exports; an NDJSON
+    # file is split past export_file_bytes; finished jobs are removed after the retention time;
+    # each worker process runs at most export_workers jobs at once (the others wait, queued).
+    export_file_bytes: int = 64 * 1024 * 1024
+    export_retention_seconds: int = 24 * 3600
+    export_workers: int = 2
     # Audit trail (issue 4): on always; off only to measure its cost (benchmarks/audit.py).
     audit: bool = True
     # Sign-in and tokens (access/): lifetimes, trusted OpenID Connect providers, and the only

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine
 
+from carerecord.access.clients import Clients
 from carerecord.access.directory import Directory
 from carerecord.access.tokens import AccessTokens
 from carerecord.access.users import Users
@@ -31,6 +32,21 @@ def test_clients_add_prints_a_secret_or_a_generated_private_key_once(tmp_path: P
     jwk = json.loads(keyed.split("private key (JWK; shown once, keep it secret):\n")[1].splitlines()[0])
     assert jwk["kty"] == "EC" and jwk["alg"] == "ES384" and "d" in jwk
     assert "-----BEGIN PRIVATE KEY-----" in keyed and "client_secret" not in keyed
+
+
+def test_clients_add_registers_a_purpose_direct_care_unless_told_secondary_use(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    care = _run("clients", "add", "gp feed", "--scope", "system/*.rs", "--database", db).stdout
+    research = _run("clients", "add", "research", "--scope", "system/*.rs", "--purpose", "secondary-use",
+                    "--database", db).stdout
+    assert "purpose: direct-care" in care and "purpose: secondary-use" in research
+    clients = Clients(create_engine(db))
+    for out, purpose in ((care, "direct-care"), (research, "secondary-use")):
+        client_id = out.split("client_id: ")[1].splitlines()[0]
+        assert clients.get(client_id).purpose == purpose  # type: ignore[union-attr]
+    refused = subprocess.run([sys.executable, "-m", "carerecord.cli", "clients", "add", "x", "--scope", "system/*.rs",
+                              "--purpose", "marketing", "--database", db], capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "marketing" in refused.stderr
 
 
 def test_clients_token_mints_a_system_token_for_the_servers_audience(tmp_path: Path) -> None:

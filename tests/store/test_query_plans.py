@@ -12,8 +12,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Select, text
 
+from carerecord.access.principal import Kind, Principal, Purpose
+from carerecord.access.scopes import ScopeSet
 from carerecord.fhir.search_query import parse
-from carerecord.store import direct
+from carerecord.services.export.request import ExportRequest
+from carerecord.services.export.runner import member_query, page_searcher, type_query
+from carerecord.store import direct, paging
 from carerecord.store.interactions import Interactions
 from carerecord.store.repository import Repository
 from carerecord.store.search import Searcher, rank
@@ -233,3 +237,47 @@ def test_contained_search_uses_the_contained_keys_and_seeks_containers(community
     with community.reading() as conn:
         hits = Searcher(community.registry).run(conn, q, 100).matches
     assert len(hits) == 10 and all((h.container is not None) == (kind == "contained") for h in hits)
+
+
+@pytest.mark.parametrize("purpose", [Purpose.DIRECT_CARE, Purpose.SECONDARY_USE])
+@pytest.mark.parametrize("level", ["system", "patient", "group"])
+def test_export_pages_continue_on_an_index_and_sort_nothing(community: Repository, level: str,
+                                                            purpose: Purpose) -> None:
+    """A page of a bulk export (services/export/runner.py) continues from its cursor on an
+    index, in that index's order, whatever the page: the (res_type, last_updated) index for a
+    system or Patient export, the member's compartment for a Group export (never every resource
+    of a type). For secondary use the national data opt-out is a seek per compartment row,
+    however many patients opted out."""
+    who = Principal(Kind.SYSTEM, "exporter", "exporter", ScopeSet.parse("system/*.rs"), "iss", "jti", 0,
+                    purpose=purpose)
+    types = ("Observation",) if level != "group" else ("Observation", "Condition")
+    req = ExportRequest(level, "g" if level == "group" else None, types, 1_600_000_000_000_000,
+                        "application/fhir+ndjson", "/$export")
+    if level == "group":
+        q = member_query("p1", community.registry, "http://example.org/fhir")
+        q.cursor = paging.Cursor(paging.NEXT, (), 17).encode()
+    else:
+        q = type_query("Observation", community.registry, "http://example.org/fhir")
+        q.cursor = paging.Cursor(paging.NEXT, (1_700_000_000_000_000,), 17).encode()
+    lines = explain(community, page_searcher(Searcher(community.registry), who, req, q.cursor).page_query(q, 500),
+                    sorted_by_index=True)
+    text_plan = "\n".join(lines)
+    if community.is_postgres:
+        assert "Seq Scan" not in text_plan, text_plan
+        assert ("ix_compartments_patient" if level == "group" else "ix_resources_type_updated") in text_plan, text_plan
+        # The index has no rid (PostgreSQL's index entries point at heap tuples), so rows of one
+        # time (one unit's writes) are put in rid order by an incremental sort, never all of them.
+        full_sorts = [line for line in lines if line.strip().removeprefix("->  ").startswith("Sort  (")]
+        assert not full_sorts, text_plan
+        if "Incremental Sort" in text_plan:
+            assert "Presorted Key: resources.last_updated" in text_plan, text_plan
+        return
+    assert not any(line.startswith("SCAN ") for line in lines) and "TEMP B-TREE" not in text_plan, text_plan
+    if level == "group":
+        assert "ix_compartments_patient (patient_id=?)" in text_plan, text_plan
+        assert "ix_resources_type" not in text_plan, text_plan
+    else:
+        assert "ix_resources_type_updated (res_type=? AND last_updated>?)" in lines[0], text_plan
+    for i, line in enumerate(lines):
+        if line.startswith("CORRELATED"):
+            assert "rid=?" in lines[i + 1] or "ref_id=?" in lines[i + 1], text_plan

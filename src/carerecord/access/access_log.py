@@ -17,7 +17,7 @@ from html import escape
 from typing import Any
 
 from carerecord.access.audit import ACT_REASON, PARTICIPATION
-from carerecord.access.principal import Kind, Principal
+from carerecord.access.principal import Kind, Principal, Purpose
 from carerecord.access.roles import Activity
 from carerecord.access.scopes import Verdict
 
@@ -38,7 +38,9 @@ def may_view(principal: Principal, patient: str) -> bool | None:
 
     A patient sees their own, a proxy those of the patients they were granted, staff only
     with the view-audit activity (the privacy officer's), a system only with a scope that
-    reads AuditEvent."""
+    reads AuditEvent and not for secondary use (the log names patients, opted out or not)."""
+    if principal.purpose is Purpose.SECONDARY_USE:
+        return False
     if principal.kind in (Kind.PATIENT, Kind.PROXY):
         return True if patient in principal.patients else None
     if principal.kind is Kind.STAFF:

@@ -119,7 +119,7 @@ def purpose(reason: str | None, kind: str | None) -> dict[str, object]:
         code, display = "FAMRQT", "family requested"
     elif reason == "privacy-review":
         code, display = "HCOMPL", "health compliance"
-    elif reason == "system":
+    elif reason == "system" or reason.startswith("system:"):  # system:secondary-use too
         code, display = "HOPERAT", "healthcare operations"
     else:
         code, display = "TREAT", "treatment"

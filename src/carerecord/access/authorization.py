@@ -269,7 +269,7 @@ class AuthServer(AuthorizationServer):  # type: ignore[misc]
                        scope: str | None = None, expires_in: int | None = None,
                        include_refresh_token: bool = True) -> dict[str, Any]:
         if user is None:  # client credentials: the client is the subject
-            user = Grantee("system", client.get_client_id())
+            user = Grantee("system", client.get_client_id(), purpose=client.purpose)
         return self.issue(client, user, scope, grant_type, refresh=include_refresh_token)
 
     # -- tokens ----------------------------------------------------------------------------------------

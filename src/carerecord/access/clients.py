@@ -4,7 +4,9 @@ A client is registered with the most it may ever be granted (``scope``); every t
 the part of what it asked for that this allows. Systems authenticate with a client secret
 (stored as an argon2 hash) or, as SMART Backend Services recommends, with JWTs signed by a key
 whose public half is registered here (a JWKS, or a ``jwks_uri`` on the settings' allow-list).
-Apps are public (PKCE only) or confidential.
+Apps are public (PKCE only) or confidential. A system client is registered with a purpose
+(:class:`~carerecord.access.principal.Purpose`): direct care by default, or secondary use,
+which its tokens carry and the guard holds to the national data opt-out.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from joserfc.jwk import ECKey, RSAKey
 from sqlalchemy import Engine, insert, select
 
 from carerecord.access import tables
+from carerecord.access.principal import Purpose
 from carerecord.access.scopes import ScopeError, ScopeSet
 from carerecord.access.secrets import hash_secret, new_token, verify_secret
 from carerecord.store.records import now_us
@@ -38,6 +41,7 @@ class OAuthClient:
     secret_hash: str | None = None
     jwks: dict[str, Any] | None = None
     jwks_uri: str | None = None
+    purpose: str = Purpose.DIRECT_CARE.value
 
     @property
     def auth_methods(self) -> tuple[str, ...]:
@@ -113,18 +117,27 @@ class Clients:
         if row is None:
             return None
         return OAuthClient(row.client_id, row.name, row.kind, row.scope, tuple(json.loads(row.redirect_uris)),
-                           row.secret_hash, json.loads(row.jwks) if row.jwks else None, row.jwks_uri)
+                           row.secret_hash, json.loads(row.jwks) if row.jwks else None, row.jwks_uri,
+                           row.purpose)
 
     def add(self, name: str, scope: str, *, kind: str = SYSTEM, redirect_uris: tuple[str, ...] = (),
             secret: bool = True, key: str | None = None, jwks: dict[str, Any] | None = None,
-            jwks_uri: str | None = None, client_id: str | None = None) -> NewClient:
+            jwks_uri: str | None = None, client_id: str | None = None,
+            purpose: str = Purpose.DIRECT_CARE.value) -> NewClient:
         """Register a client. For a system: a client secret (``secret``), or a generated key
         pair when ``key`` is "RS384" or "ES384" (the private half is returned, never stored),
         or a given public ``jwks``/``jwks_uri``. ``secret=False`` with no key makes a public
-        app (PKCE only). Scopes are checked to parse."""
+        app (PKCE only). Scopes are checked to parse. ``purpose`` (direct-care or
+        secondary-use) is for systems: an app acts for a person, in their care."""
         ScopeSet.parse(scope)
         if kind == SYSTEM and any(s.context != "system" for s in ScopeSet.parse(scope).resources):
             raise ScopeError("a system client takes system/ scopes only")
+        try:
+            purpose = Purpose(purpose).value
+        except ValueError:
+            raise ValueError(f"purpose must be one of {', '.join(p.value for p in Purpose)}") from None
+        if kind != SYSTEM and purpose != Purpose.DIRECT_CARE:
+            raise ValueError("only a system client can be registered for secondary use")
         plain_secret = private = pem = None
         if key:
             private, pem, jwks = _key_pair(key)
@@ -132,12 +145,13 @@ class Clients:
             plain_secret = new_token()
         client = OAuthClient(client_id or f"{_slug(name)}-{uuid.uuid4().hex[:8]}", name, kind, scope,
                              tuple(redirect_uris), hash_secret(plain_secret) if plain_secret else None,
-                             jwks, jwks_uri)
+                             jwks, jwks_uri, purpose)
         with self.engine.begin() as conn:
             conn.execute(insert(tables.clients).values(
                 client_id=client.client_id, name=name, kind=kind, secret_hash=client.secret_hash,
                 jwks=json.dumps(jwks) if jwks else None, jwks_uri=jwks_uri,
-                redirect_uris=json.dumps(list(redirect_uris)), scope=scope, created_us=now_us()))
+                redirect_uris=json.dumps(list(redirect_uris)), scope=scope, purpose=purpose,
+                created_us=now_us()))
         return NewClient(client, plain_secret, private, pem)
 
 

@@ -12,20 +12,23 @@ active Consent changes that:
   limited to those **categories** of record; other resources stay shared.
 - ``provision.type = permit`` with ``securityLabel`` codes: **explicit consent** to share records
   with those sensitivity labels (with the ``actor`` organisations, or all when none is named).
-- the **national data opt-out** is a Consent with ``category`` :data:`OPT_OUT`; it is recorded
-  and exposed (:func:`opted_out`) for the analytics layer, and never limits direct care.
+- the **national data opt-out** is an active Consent with ``category`` :data:`OPT_OUT`; it never
+  limits direct care, and the guard leaves the patient out of everything a secondary-use system
+  client reaches (:func:`opted_out`, :func:`opted_out_among`, :func:`opted_out_condition`:
+  one definition, read from the Consent's index rows, so a search can apply it in SQL).
 
 Nested provisions are read like the top one; a provision's period is honoured when given.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import ColumnElement, Connection, FromClause, Select, and_, exists, select
 
 from carerecord.store import schema as s
 
@@ -131,7 +134,49 @@ def sharing(conn: Connection, patient_id: str) -> Sharing:
     return out
 
 
+def _opt_out_consent(ref: FromClause) -> list[ColumnElement[bool]]:
+    """Conditions on a row of ``idx_reference`` (``ref``) that it is the ``patient`` of an
+    active Consent (``status`` active) with ``category`` :data:`OPT_OUT`. Index rows exist only
+    for current, undeleted versions. The same rule as :attr:`Sharing.opted_out`, which reads
+    the Consents themselves (tests/access/test_purpose.py checks they agree)."""
+    category, status = s.idx_token.alias("opt_out_category"), s.idx_token.alias("opt_out_status")
+    return [ref.c.pkey == s.param_key("Consent", "patient"), ref.c.ref_type == "Patient",
+            exists().where(category.c.rid == ref.c.rid, category.c.pkey == s.param_key("Consent", "category"),
+                           category.c.code == OPT_OUT[1], category.c.system == OPT_OUT[0]),
+            exists().where(status.c.rid == ref.c.rid, status.c.pkey == s.param_key("Consent", "status"),
+                           status.c.code == "active")]
+
+
+def opted_out_condition(patient_id: ColumnElement[str]) -> ColumnElement[bool]:
+    """True when the patient ``patient_id`` (a column) has registered a national data opt-out:
+    a probe by patient on the Consent's reference index, so a search can leave their
+    compartments out in SQL at the cost of an index seek per row, however many opted out."""
+    ref = s.idx_reference.alias("opt_out_patient")
+    return exists().where(ref.c.ref_id == patient_id, *_opt_out_consent(ref))
+
+
+def opted_out_ids() -> Select[tuple[str]]:
+    """The ids of every patient who has registered a national data opt-out (possibly twice),
+    found from the category's index rows."""
+    tok, ref = s.idx_token, s.idx_reference
+    return (select(ref.c.ref_id).select_from(tok).join(ref, ref.c.rid == tok.c.rid)
+            .where(tok.c.pkey == s.param_key("Consent", "category"), tok.c.code == OPT_OUT[1],
+                   tok.c.system == OPT_OUT[0], *_opt_out_consent(ref)))
+
+
+def opted_out_among(conn: Connection, patient_ids: Iterable[str]) -> set[str]:
+    """Those of ``patient_ids`` who have registered a national data opt-out (one statement per
+    500 ids)."""
+    wanted = sorted(set(patient_ids))
+    out: set[str] = set()
+    ref = s.idx_reference
+    for i in range(0, len(wanted), 500):
+        q = select(ref.c.ref_id).distinct().where(ref.c.ref_id.in_(wanted[i:i + 500]), *_opt_out_consent(ref))
+        out.update(str(row[0]) for row in conn.execute(q))
+    return out
+
+
 def opted_out(conn: Connection, patient_id: str) -> bool:
-    """Whether the patient has registered a national data opt-out: analytics and research
-    exports must leave them out. Direct care is never limited by it."""
-    return sharing(conn, patient_id).opted_out
+    """Whether the patient has registered a national data opt-out: secondary use (analytics,
+    research exports) must leave them out. Direct care is never limited by it."""
+    return bool(opted_out_among(conn, [patient_id]))

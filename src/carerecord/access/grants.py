@@ -42,6 +42,7 @@ class Grantee:
     auth_time: int | None = None
     display: str | None = None
     amr: tuple[str, ...] = field(default=())
+    purpose: str | None = None  # a system client's registered purpose, when not direct care
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

@@ -5,7 +5,11 @@ Principal (``api/`` builds it in :func:`carerecord.api.guarded.guard`). Deny by 
 decisions, made afresh on every request and never cached across requests (a change of consent,
 relationship or role counts on the very next one):
 
-- **system** clients (``system/`` scopes) are trusted integrations: everything (basis "system");
+- **system** clients (``system/`` scopes) are trusted integrations: everything (basis "system"),
+  except that a client registered for **secondary use** (``Principal.purpose``) never reaches a
+  patient who has registered the national data opt-out (``consent.opted_out``): their
+  compartments are left out of its searches and exports in SQL and read as unknown
+  (basis "system:secondary-use");
 - **patients** reach their own compartment ("self"), **proxies** the patients granted to them
   ("proxy");
 - **staff** reach a patient through a legitimate relationship at their selected role's
@@ -46,7 +50,7 @@ import orjson
 from sqlalchemy import ColumnElement, Connection, FromClause, and_, exists, literal, or_, select
 
 from carerecord.access import breakglass, relationships
-from carerecord.access.consent import Sharing, sharing
+from carerecord.access.consent import Sharing, opted_out, opted_out_among, opted_out_condition, sharing
 from carerecord.access.policy import (
     PATIENT_WRITES_BEYOND_COMPARTMENT,
     RESTRICTED_PATIENT,
@@ -57,7 +61,7 @@ from carerecord.access.policy import (
     may_write_type,
     patient_data_types,
 )
-from carerecord.access.principal import Kind, Principal
+from carerecord.access.principal import Kind, Principal, Purpose
 from carerecord.access.redaction import redact
 from carerecord.access.scopes import Verdict
 from carerecord.errors import Forbidden, Invalid, Issue, NotFound
@@ -112,6 +116,11 @@ class Guard:
         return self.who.kind is Kind.SYSTEM
 
     @property
+    def secondary_use(self) -> bool:
+        """A system client registered for secondary use: held to the national data opt-out."""
+        return self.trusted and self.who.purpose is Purpose.SECONDARY_USE
+
+    @property
     def carer(self) -> relationships.Carer:
         role = self.who.role
         return relationships.Carer(role.organization if role else None, self.who.fhir_user,
@@ -122,9 +131,10 @@ class Guard:
         return self.who.role.organization if self.who.role else None
 
     def unrestricted(self) -> bool:
-        """A trusted system not held to a launch patient: it may see everything, so its reads
-        need no look at the record (the integrations' hot path)."""
-        return self.trusted and self.launch_only() is None
+        """A trusted system not held to a launch patient or to the national data opt-out: it
+        may see everything, so its reads need no look at the record (the integrations' hot
+        path)."""
+        return self.trusted and self.launch_only() is None and not self.secondary_use
 
     def may_create_at_will(self, res_type: str) -> bool:
         """Whether this caller may create ``res_type`` with an id of its own choosing (a PUT to
@@ -161,6 +171,8 @@ class Guard:
         if launch is not None and pid != launch:
             return DENY
         if self.trusted:
+            if self.secondary_use and opted_out(conn, pid):
+                return DENY
             return Decision(True, SYSTEM, True)
         if self.who.kind in (Kind.PATIENT, Kind.PROXY):
             if pid in self.own_patients():
@@ -186,7 +198,7 @@ class Guard:
                 resource: dict[str, Any] | None) -> bool:
         """Whether one resource (of ``res_type``, in the compartments of ``patients``) is
         visible; ``resource`` is needed only when it carries security labels."""
-        if self.trusted and self.launch_only() is None:
+        if self.unrestricted():
             return True
         patients = list(patients)
         if self.who.kind is Kind.STAFF and not may_read_type(self._activities(), res_type):
@@ -254,7 +266,7 @@ class Guard:
         read is not parsed (the hot path of integrations): its patients are those the read
         looked up (``st.patients``)."""
         assert st.content is not None
-        if self.trusted and self.launch_only() is None:
+        if self.unrestricted():
             if st.patients is None:  # not looked up: the audit middleware reads the body
                 self.state["audit_resources"].append(f"{st.res_type}/{st.res_id}")
                 self.state["audit_outcome"], self.state["audit_reason"] = "success", SYSTEM
@@ -323,11 +335,13 @@ class Guard:
         must be readable too; it is noted for audit as the container, the resource it is part
         of. One inside a container the caller may only see redacted is not shown."""
         comps = self.patients_of(conn, [h.container or h for h in hits])
-        if self.trusted and self.launch_only() is None:
+        if self.unrestricted():
             for h in hits:
                 whole = h.container or h
                 self.noted(comps.get(whole.rid, ()), [f"{whole.res_type}/{whole.res_id}"])
             return hits
+        if self.secondary_use:  # one look-up of the page's opt-outs, not one per patient
+            self._opt_outs(conn, {p for ps in comps.values() for p in ps})
         out = []
         for h in hits:
             whole = h.container or h
@@ -346,6 +360,14 @@ class Guard:
             self.noted(patients, [f"{whole.res_type}/{whole.res_id}"])
             out.append(h)
         return out
+
+    def _opt_outs(self, conn: Connection, patients: set[str]) -> None:
+        """Decide at once, for a secondary-use system, every one of ``patients`` not decided yet."""
+        fresh = patients - self._decisions.keys()
+        if fresh:
+            refused = opted_out_among(conn, fresh)
+            for p in fresh:
+                self._decisions[p] = DENY if p in refused else Decision(True, SYSTEM, True)
 
     @staticmethod
     def patients_of(conn: Connection, hits: list[Hit]) -> dict[int, list[str]]:
@@ -371,11 +393,14 @@ class Guard:
     def restriction(self, alias: FromClause | None = None) -> list[ColumnElement[bool]]:
         """Conditions on ``resources`` (or on ``alias`` of it: the rows of a chain's or _has's
         inner clause) that keep a search inside the permitted compartments (and, for staff,
-        the permitted types): empty for trusted systems."""
+        the permitted types): empty for trusted systems; for a secondary-use system, no
+        compartment of a patient with a national data opt-out."""
         launch = self.launch_only()
-        if self.trusted and launch is None:
-            return []
         c, r = (s.compartments, s.resources) if alias is None else (s.compartments.alias(), alias)
+        if self.trusted and launch is None:
+            if self.secondary_use:
+                return [~exists().where(c.c.rid == r.c.rid, opted_out_condition(c.c.patient_id))]
+            return []
         if launch is not None and self.trusted:
             bad: ColumnElement[bool] = c.c.patient_id != launch
         elif self.who.kind in (Kind.PATIENT, Kind.PROXY):
@@ -399,7 +424,7 @@ class Guard:
                          pending: frozenset[tuple[str, str]] = frozenset()) -> None:
         """A reference to a Patient the caller may not reach is refused exactly as a reference
         to an unknown one (no oracle; a patch or update cannot move a resource to them)."""
-        if self.trusted and self.launch_only() is None:
+        if self.unrestricted():
             return
         for path, obj in refs:
             ref = local_reference(str(obj.get("reference", "")), base)
@@ -446,7 +471,7 @@ class Guard:
     def gone(self, conn: Connection, res_type: str, res_id: str) -> None:
         """Before answering 410 for a deleted resource: NotFound (as for an unknown one) unless
         its last content was visible, so a deletion is no existence oracle either."""
-        if self.trusted and self.launch_only() is None:
+        if self.unrestricted():
             return
         r, v = s.resources, s.resource_versions
         row = conn.execute(select(v.c.content).join(r, r.c.rid == v.c.rid)
@@ -486,7 +511,7 @@ class Guard:
     def basis(self) -> str:
         """The access basis of this request: the most notable of its decisions."""
         if self.trusted:
-            return SYSTEM
+            return f"{SYSTEM}:{Purpose.SECONDARY_USE.value}" if self.secondary_use else SYSTEM
         bases = {d.basis for d in self._decisions.values() if d.allowed}
         for prefix in _PRIORITY:
             for b in sorted(bases):

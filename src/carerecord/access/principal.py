@@ -31,6 +31,16 @@ class Kind(StrEnum):
     SYSTEM = "system"
 
 
+class Purpose(StrEnum):
+    """Why a system client reaches the record, as registered with the client
+    (``carerecord clients add --purpose``). Direct care is the default. Secondary use
+    (analytics, research, planning) is held to the national data opt-out: the guard leaves
+    every patient who registered one out of everything such a client reaches."""
+
+    DIRECT_CARE = "direct-care"
+    SECONDARY_USE = "secondary-use"
+
+
 @dataclass(frozen=True, slots=True)
 class SelectedRole:
     """The PractitionerRole a member of staff chose at sign-in ("PractitionerRole/x"), the role
@@ -67,7 +77,8 @@ class Principal:
     "RelatedPerson/x") for people and the client id for systems; ``patients`` are the Patient
     ids (plain ids, as SMART's ``patient`` claim) a patient or proxy may reach (empty for staff
     and systems, whose reach part 2 decides);
-    ``token_id`` is the jti of the token it came from (for revocation and audit)."""
+    ``token_id`` is the jti of the token it came from (for revocation and audit); ``purpose``
+    is the registered purpose of a system client (people act for direct care)."""
 
     kind: Kind
     subject: str
@@ -80,6 +91,7 @@ class Principal:
     patients: tuple[str, ...] = ()
     launch: LaunchContext = field(default_factory=LaunchContext)
     display: str | None = None
+    purpose: Purpose = Purpose.DIRECT_CARE
 
     @property
     def fhir_user(self) -> str | None:

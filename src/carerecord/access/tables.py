@@ -26,6 +26,8 @@ clients = Table(
     Column("redirect_uris", Text, nullable=False, default="[]"),  # JSON list
     Column("scope", Text, nullable=False),  # the most this client may be granted
     Column("created_us", _BIG, nullable=False),
+    # direct-care | secondary-use (migration 0011): secondary use is held to the national data opt-out
+    Column("purpose", Text, nullable=False, server_default="direct-care"),
 )
 
 users = Table(

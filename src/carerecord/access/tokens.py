@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 
 from carerecord.access.grants import Grantee, Grants
 from carerecord.access.keys import ALG, SigningKeys
-from carerecord.access.principal import Kind, LaunchContext, Principal, SelectedRole
+from carerecord.access.principal import Kind, LaunchContext, Principal, Purpose, SelectedRole
 from carerecord.access.roles import RoleTable, default_table
 from carerecord.access.scopes import ScopeError, ScopeSet
 from carerecord.errors import Unauthorized
@@ -75,6 +75,8 @@ class AccessTokens:
             claims["need_patient_banner"] = True
         if grantee.display:
             claims["name"] = grantee.display
+        if grantee.kind == Kind.SYSTEM.value and grantee.purpose and grantee.purpose != Purpose.DIRECT_CARE:
+            claims["purpose"] = grantee.purpose  # what the guard holds a secondary-use client to
         return self.sign(claims), claims
 
     def sign(self, claims: dict[str, Any], typ: str = "at+jwt") -> str:
@@ -139,6 +141,7 @@ class AccessTokens:
         try:
             scopes = ScopeSet.parse(claims.get("scope"))
             kind = Kind(claims["kind"])
+            purpose = Purpose(claims.get("purpose", Purpose.DIRECT_CARE))
         except (ScopeError, ValueError, KeyError) as e:
             raise TokenError("The access token's claims are malformed") from e
         role = None
@@ -149,9 +152,11 @@ class AccessTokens:
                                 table_role.activities if table_role else frozenset())
         launch = LaunchContext(claims.get("patient"), claims.get("encounter"),
                                bool(claims.get("need_patient_banner")))
+        if purpose is not Purpose.DIRECT_CARE and kind is not Kind.SYSTEM:
+            raise TokenError("The access token's claims are malformed")
         return Principal(kind, claims["sub"], claims.get("client_id", ""), scopes, claims["iss"],
                          claims["jti"], claims["exp"], role, tuple(claims.get("patients", ())), launch,
-                         claims.get("name"))
+                         claims.get("name"), purpose)
 
     def revoke(self, claims: dict[str, Any]) -> None:
         """Refuse this token from now on (kept until it would have expired anyway)."""
@@ -159,19 +164,21 @@ class AccessTokens:
 
 
 def mint_system_token(engine: Engine, scopes: str = "system/*.*", *, audience: str,
-                      client_id: str = "carerecord-tool", seconds: int = 3600) -> str:
+                      client_id: str = "carerecord-tool", seconds: int = 3600,
+                      purpose: Purpose = Purpose.DIRECT_CARE) -> str:
     """A ``system/`` access token for tools and benchmarks, signed with the server's key.
 
     ``engine`` is the store's (a ``Repository`` has it as ``.engine``), already migrated;
     ``audience`` is the server's FHIR base URL exactly as it serves it (``Settings.fhir_base()``,
     e.g. ``http://127.0.0.1:8080/fhir``). The issuer is derived from it the way the server does.
     Send the result as ``Authorization: Bearer <token>``. Anyone who can run this can read the
-    whole database, which is no more than they could do with the engine itself."""
+    whole database, which is no more than they could do with the engine itself. ``purpose``
+    secondary use holds the token to the national data opt-out, as for a client registered so."""
     audience = audience.rstrip("/")
     issuer = audience[: -len("/fhir")] if audience.endswith("/fhir") else audience
     tokens = AccessTokens(engine, issuer, audience)
     for item in ScopeSet.parse(scopes).resources:
         if item.context != "system":
             raise ValueError(f"{item.text()}: a system token takes system/ scopes only")
-    token, _ = tokens.mint(client_id, scopes, Grantee("system", client_id), seconds)
+    token, _ = tokens.mint(client_id, scopes, Grantee("system", client_id, purpose=Purpose(purpose).value), seconds)
     return token

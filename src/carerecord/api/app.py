@@ -7,6 +7,7 @@ before serving, so several workers never race to do it)."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -16,7 +17,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Match, Route, Router, get_route_path
 from starlette.types import Receive, Scope, Send
 
-from carerecord.api import access_ops, cds_hooks, everything, medicines, oauth, rest
+from carerecord.api import access_ops, cds_hooks, everything, export, medicines, oauth, rest
 from carerecord.api.access_log import access_log
 from carerecord.api.audit import AuditTrail
 from carerecord.api.auth import Access, BearerAuth
@@ -29,6 +30,7 @@ from carerecord.api.validate import validate_operation
 from carerecord.api.writes import WriteQueue
 from carerecord.config import Settings
 from carerecord.errors import FhirError, MethodNotAllowed, NotAcceptable, NotFound
+from carerecord.services.export import Exports
 from carerecord.store.engine import make_engine
 from carerecord.store.interactions import Interactions
 from carerecord.store.records import iso_instant, now_us
@@ -37,6 +39,10 @@ from carerecord.store.search import Searcher
 from carerecord.store.transaction import TransactionProcessor
 
 log = logging.getLogger("carerecord.api")
+_BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
+EXPORT_OPERATIONS = {"Patient": [{"name": "export", "definition": f"{_BULK}/patient-export"}],
+                     "Group": [{"name": "export", "definition": f"{_BULK}/group-export"}]}
+SYSTEM_OPERATIONS = [{"name": "export", "definition": f"{_BULK}/export"}]
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -109,6 +115,16 @@ async def root(request: Request) -> Response:
     return RedirectResponse("/fhir/metadata")
 
 
+def _operations() -> dict[str, list[dict[str, Any]]]:
+    """The operations per resource type for the CapabilityStatement, every module's listed
+    (merged per type: a dict union would keep only the last module's operations of a type)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for ops in (medicines.capability_operations(), everything.capability_operations(), EXPORT_OPERATIONS):
+        for t, listed in ops.items():
+            out[t] = [*out.get(t, []), *listed]
+    return out
+
+
 def routes() -> list[Route]:
     r = rest
     t, i = "{type}", "{id}"
@@ -120,6 +136,12 @@ def routes() -> list[Route]:
         *[x for x in sign_in if x.path.startswith("/fhir/")],
         *_only("/fhir/metadata", metadata, ["GET"]),
         *access_ops.routes(),  # the guard's operations, before /fhir/{type} takes $access-queue
+        # Bulk export, before /fhir/{type}, /fhir/{type}/{id} and the compartment search take them
+        *_only("/fhir/$export", export.export_system, ["GET"]),
+        *_only("/fhir/Patient/$export", export.export_patients, ["GET"]),
+        *_only("/fhir/Group/{id}/$export", export.export_group, ["GET"]),
+        *_only("/fhir/$export-status/{job}", export.status, ["GET", "DELETE"]),
+        *_only("/fhir/$export-file/{job}/{name}", export.output_file, ["GET"]),
         *_only("/fhir/_history", r.history_system, ["GET"]),
         *_only("/fhir/_search", r.search_system, ["POST"]),
         Route("/fhir", r.search_system, methods=["GET"]),
@@ -205,9 +227,13 @@ def create_app(settings: Settings | None = None, repo: Repository | None = None)
     app.router = FastRouter(app.routes)  # type: ignore[arg-type]
     app.state.ctx = ctx
     app.state.access = Access.build(settings, repo)  # sign-in and tokens; every /fhir route needs one
+    app.state.exports = Exports(repo, ctx.searcher, base, settings.data_dir / "exports", audit=settings.audit,
+                                max_file_bytes=settings.export_file_bytes,
+                                retention_seconds=settings.export_retention_seconds,
+                                workers=settings.export_workers)
     app.state.capability = capability_statement(repo.registry, base, date=iso_instant(now_us()),
-                                                operations=medicines.capability_operations()
-                                                | everything.capability_operations())
+                                                operations=_operations(),
+                                                system_operations=SYSTEM_OPERATIONS)
     return app
 
 

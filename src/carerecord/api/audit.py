@@ -13,7 +13,9 @@ are already built in memory by the handlers).
 What was touched comes from the guard through the request state (``audit_patients``,
 ``audit_resources``, ``audit_links`` (which patients each resource belongs to, so a patient's
 record lists their own resources), ``audit_outcome``, ``audit_reason``; see
-docs/architecture.md). Where the guard set none they are derived here: patients from the path (``Patient/{id}``...), from
+docs/architecture.md). A handler that streams its answer (an export's file) sets
+``audit_before_body``: the record is then committed before the first byte and the body is passed
+through, not held. Where the guard set none they are derived here: patients from the path (``Patient/{id}``...), from
 ``patient``/``subject`` search parameters and from the Patient compartment of every resource
 in a JSON response body (so ``_include``d and ``_revinclude``d resources count); resources from
 the path and the response body; the outcome from the status code.
@@ -48,6 +50,7 @@ from carerecord.store.records import now_us
 log = logging.getLogger("carerecord.audit")
 AUDITED_PREFIXES = ("/fhir", "/cds-services")
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_UNRECORDED = "The access could not be recorded in the audit trail, so nothing is returned; try again shortly"
 _PATIENT_PARAMS = frozenset({"patient", "subject", "patient:Patient", "subject:Patient", "_id"})
 
 
@@ -109,7 +112,7 @@ def _bundle_writes_audit_events(body: bytes, content_type: str) -> bool:
 def _from_request(segments: list[str], params: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
     patients: list[str] = []
     resources: list[str] = []
-    if len(segments) >= 2 and not segments[1].startswith(("_", "$")):
+    if len(segments) >= 2 and not segments[0].startswith("$") and not segments[1].startswith(("_", "$")):
         resources.append(f"{segments[0]}/{segments[1]}")
         if segments[0] == "Patient":
             patients.append(segments[1])
@@ -158,7 +161,7 @@ def facts(scope: Scope, status: int, headers: list[tuple[bytes, bytes]], body: b
     if not resources or links is None:  # the guard recorded nothing (yet) for this path
         links = None
         ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
-        if 200 <= status < 300 and b"json" in ctype and body:
+        if 200 <= status < 300 and b"json" in ctype and b"ndjson" not in ctype and body:
             _from_body(body, p, r)
     # The patient a request names (path, patient/subject parameters) is always audited, even
     # when the guard refused before recording anything: asking is itself an access attempt.
@@ -190,24 +193,39 @@ class AuditTrail:
         server = scope["app"].state.ctx.base
         refused, receive = await self._refuse_audit_writes(scope, receive)
         messages: list[Message] = []
+        streaming: list[bool] = []  # [sent] once a streamed response's record is committed
         if refused is not None:
             messages = refused
         else:
             async def hold(message: Message) -> None:
+                if streaming:
+                    if streaming[0]:
+                        await send(message)
+                    return
+                if message["type"] == "http.response.start" and scope["state"].get("audit_before_body"):
+                    # A streamed answer (an export's file): the record is committed before the first
+                    # byte, so the body is never held in memory; nothing is sent if it fails.
+                    ok = await self._record(writer, facts(scope, int(message["status"]),
+                                                          list(message.get("headers", [])), b"", server))
+                    streaming.append(ok)
+                    for m in [message] if ok else _refusal(503, "transient", _UNRECORDED, [(b"retry-after", b"1")]):
+                        await send(m)
+                    return
                 messages.append(message)
             try:
                 await self.app(scope, receive, hold)
             except Exception:
-                await self._record(writer, facts(scope, 500, [], b"", server))
+                if not streaming:
+                    await self._record(writer, facts(scope, 500, [], b"", server))
                 raise
+            if streaming:
+                return
         start = next((m for m in messages if m["type"] == "http.response.start"), None)
         status = int(start["status"]) if start else 500
         headers = list(start.get("headers", [])) if start else []
         body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
         if not await self._record(writer, facts(scope, status, headers, body, server)):
-            messages = _refusal(503, "transient", "The access could not be recorded in the audit "
-                                "trail, so nothing is returned; try again shortly",
-                                [(b"retry-after", b"1")])
+            messages = _refusal(503, "transient", _UNRECORDED, [(b"retry-after", b"1")])
         for message in messages:
             await send(message)
 

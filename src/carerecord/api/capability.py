@@ -22,8 +22,11 @@ _COMMON = [{"name": "_id", "type": "token"}, {"name": "_lastUpdated", "type": "d
 
 
 def capability_statement(registry: SearchParamRegistry, base: str, *, date: str,
-                         operations: Mapping[str, list[dict[str, str]]] | None = None) -> bytes:
-    """The CapabilityStatement; ``operations`` adds operations (name, definition) per type."""
+                         operations: Mapping[str, list[dict[str, str]]] | None = None,
+                         system_operations: list[dict[str, str]] | None = None) -> bytes:
+    """The CapabilityStatement; ``operations`` adds operations (name, definition) per type,
+    ``system_operations`` those on the base (``$export``, which makes the server say it
+    instantiates the Bulk Data server CapabilityStatement)."""
     resources: list[dict[str, Any]] = []
     for t in sorted(model.resource_types()):
         params = registry.for_type(t)
@@ -68,6 +71,9 @@ def capability_statement(registry: SearchParamRegistry, base: str, *, date: str,
             "interaction": [{"code": "transaction"}, {"code": "batch"},
                             {"code": "search-system"}, {"code": "history-system"}],
             "searchParam": _COMMON,
+            **({"operation": system_operations} if system_operations else {}),
         }],
     }
+    if any(op["name"] == "export" for op in system_operations or []):
+        doc["instantiates"] = ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"]
     return orjson.dumps(doc)

@@ -29,6 +29,10 @@ def needs(method: str, segments: list[str], params: list[tuple[str, str]]) -> li
     """The needs of a request on ``[base]/`` + ``segments`` (the path after /fhir, split)."""
     n = len(segments)
     method = "GET" if method == "HEAD" else method
+    if n and segments[0] in EXPORT_JOB_PATHS:
+        return []  # a job's status and files: its owner only, each file's type checked (api/export.py)
+    if n and segments[-1] == "$export":
+        return _export(segments, params)
     if n == 0:
         if method == "POST":
             return []  # transaction/batch: checked per entry once the body is read
@@ -87,6 +91,18 @@ OPERATION_NEEDS: dict[tuple[str, str], tuple[str, *tuple[tuple[str, str], ...]]]
     # allow it (api/everything.py filters by scope, so a narrower token gets less, not a 403)
     ("Patient", "everything"): ("r",),
 }
+
+
+EXPORT_JOB_PATHS = frozenset({"$export-status", "$export-file"})
+
+
+def _export(segments: list[str], params: list[tuple[str, str]]) -> list[Need]:
+    """Bulk export's kick-off: read and search of each type asked for by ``_type`` (without it
+    the types are those the scopes allow, and the kick-off refuses a client they allow none),
+    and read of the Group exported."""
+    types = [t.strip() for k, v in params if k == "_type" for t in v.split(",") if t.strip()]
+    group = [Need("Group", "r", segments[1])] if len(segments) == 3 and segments[0] == "Group" else []
+    return [*group, *(Need(t, letter) for t in dict.fromkeys(types) for letter in ("r", "s"))]
 
 
 def _system_search(params: list[tuple[str, str]]) -> list[Need]:

@@ -346,7 +346,7 @@ async def history_instance(request: Request) -> Response:
     g = guarded.guard(request)
     g.check_type(t)
     page = history(c.repo.engine, t, i, **_history_args(request))  # type: ignore[arg-type]
-    if not g.trusted:  # each version as its own patients allow (a moved resource had others)
+    if not g.unrestricted():  # each version as its own patients allow (a moved resource had others)
         with c.repo.reading() as conn:
             try:
                 guarded.read(request, t, i)
@@ -373,9 +373,14 @@ async def history_system(request: Request) -> Response:
 
 
 def _system_only(request: Request) -> None:
-    """Type and system history cross every patient: trusted system clients only."""
-    if not guarded.guard(request).trusted:
+    """Type and system history cross every patient, unfiltered: trusted system clients only, and
+    not those registered for secondary use (held to the national data opt-out)."""
+    g = guarded.guard(request)
+    if not g.trusted:
         raise Forbidden("Type and system history are open to system clients only")
+    if not g.unrestricted():
+        raise Forbidden("Type and system history are not open to secondary use (the national data "
+                        "opt-out would not be applied)")
 
 
 def _history_response(request: Request, page: object, path: str) -> Response:

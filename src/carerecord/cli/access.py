@@ -38,10 +38,14 @@ def clients() -> None:
 @click.option("--app", "redirect_uris", multiple=True, metavar="REDIRECT_URI",
               help="Register a SMART app (authorisation code) with this redirect URI (repeatable)")
 @click.option("--public", is_flag=True, help="A public app (PKCE only, no secret)")
+@click.option("--purpose", type=click.Choice(["direct-care", "secondary-use"]), default="direct-care",
+              show_default=True, help="What a system client reaches the record for: secondary use "
+                                      "(analytics, research) leaves out every patient with a national "
+                                      "data opt-out")
 @db_option
 @dir_option
 def clients_add(name: str, scope: str, key: str | None, redirect_uris: tuple[str, ...], public: bool,
-                database: str | None, data_dir: Path | None) -> None:
+                purpose: str, database: str | None, data_dir: Path | None) -> None:
     """Register client NAME and print its credentials (shown once)."""
     from carerecord.access.clients import APP, SYSTEM, Clients
     from carerecord.access.scopes import ScopeError
@@ -49,11 +53,13 @@ def clients_add(name: str, scope: str, key: str | None, redirect_uris: tuple[str
     _settings, repo = _repo(database, data_dir)
     try:
         made = Clients(repo.engine).add(name, scope, kind=APP if redirect_uris else SYSTEM,
-                                        redirect_uris=redirect_uris, secret=not public, key=key)
+                                        redirect_uris=redirect_uris, secret=not public, key=key,
+                                        purpose=purpose)
     except (ScopeError, ValueError) as e:
         raise click.UsageError(str(e)) from e
     click.echo(f"client_id: {made.client.client_id}")
     click.echo(f"scope: {made.client.scope}")
+    click.echo(f"purpose: {made.client.purpose}")
     if made.secret:
         click.echo(f"client_secret: {made.secret}")
     if made.private_jwk:

@@ -1,0 +1,128 @@
+"""FHIR Bulk Data export over HTTP (http://hl7.org/fhir/uv/bulkdata/STU2/export.html): the
+adapter of :mod:`carerecord.services.export`.
+
+- ``GET [base]/$export``, ``GET [base]/Patient/$export``, ``GET [base]/Group/{id}/$export``
+  with ``Prefer: respond-async`` (400 without it): 202 with ``Content-Location`` of the job's
+  status URL, ``[base]/$export-status/{job}``.
+- ``GET`` of the status URL: 202 with ``X-Progress`` and ``Retry-After`` while the job runs; 200
+  with the manifest (``application/json``, and ``Expires``) when it is complete; 500 with an
+  OperationOutcome when it failed or was interrupted. ``DELETE``: the job and its files are
+  removed (202).
+- ``GET [base]/$export-file/{job}/{name}``: an NDJSON file the manifest lists, streamed. The
+  bearer token is required (``requiresAccessToken``).
+
+Status, files and deletion answer only the client that started the job (same client id and
+subject); anyone else gets the 404 of a job that does not exist. Every request is audited by the
+audit middleware; a file's audit record is committed before its first byte is sent, and the
+records of the exported patients were written by the job before the manifest listed the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import IO
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from carerecord.api import guarded
+from carerecord.api.auth import principal
+from carerecord.api.http import fhir_response, prefer, response_format
+from carerecord.errors import Invalid, Issue, NotFound
+from carerecord.fhir.outcome import information, outcome
+from carerecord.services.export import Exports, parse_request
+from carerecord.services.export.request import GROUP, PATIENT, SYSTEM, check_caller
+from carerecord.services.export.service import COMPLETE, FAILED
+from carerecord.store.records import http_date
+from carerecord.store.threads import off_loop
+
+RETRY_AFTER_SECONDS = 2
+_CHUNK = 256 * 1024
+
+
+def _exports(request: Request) -> Exports:
+    return request.app.state.exports  # type: ignore[no-any-return]
+
+
+def _base(request: Request) -> str:
+    return str(request.app.state.ctx.base)
+
+
+async def _kick_off(request: Request, level: str, group: str | None = None) -> Response:
+    media = response_format(request)
+    who = principal(request)
+    check_caller(who)
+    if prefer(request, "respond-async") is None:
+        raise Invalid("Bulk export runs asynchronously: send the header Prefer: respond-async", "Prefer")
+    path = request.scope["path"][len("/fhir"):]
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    req = parse_request(level, group, list(request.query_params.multi_items()), who,
+                        f"{path}?{query}" if query else path, lenient=prefer(request, "handling") == "lenient")
+    if group is not None:  # 404 (or 410) now, rather than a job that fails
+        repo = request.app.state.ctx.repo
+        await guarded.on_store(request, lambda: repo.read("Group", group))
+    client = request.scope.get("client")
+    # Writing the job's folder syncs its files to disk: in a thread, not on the event loop.
+    job = await off_loop(_exports(request).start, who, req, client[0] if client else None)
+    status_url = f"{_base(request)}/$export-status/{job}"
+    return fhir_response(information(f"Export {job} started; poll {status_url}"), 202, media=media,
+                         headers={"Content-Location": status_url})
+
+
+async def export_system(request: Request) -> Response:
+    return await _kick_off(request, SYSTEM)
+
+
+async def export_patients(request: Request) -> Response:
+    return await _kick_off(request, PATIENT)
+
+
+async def export_group(request: Request) -> Response:
+    return await _kick_off(request, GROUP, request.path_params["id"])
+
+
+async def status(request: Request) -> Response:
+    """GET: how the job is going; DELETE: remove it."""
+    who = principal(request)
+    job = request.path_params["job"]
+    exports = _exports(request)
+    if request.method == "DELETE":
+        await off_loop(exports.cancel, who, job)  # removing large files: in a thread
+        return fhir_response(information(f"Export {job} and its files are deleted"), 202,
+                             media=response_format(request))
+    found = exports.status(who, job)
+    if found.status == COMPLETE:
+        assert found.manifest is not None and found.expires_us is not None
+        return Response(orjson.dumps(found.manifest), 200, media_type="application/json",
+                        headers={"Expires": http_date(found.expires_us)})
+    if found.status == FAILED:
+        return fhir_response(outcome([Issue("error", "exception", found.error or "The export failed")]), 500,
+                             media=response_format(request))
+    return Response(status_code=202, headers={"X-Progress": _latin1(found.progress)[:200],
+                                              "Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+async def output_file(request: Request) -> Response:
+    """One output file, streamed from an open handle (a deletion meanwhile does not cut it)."""
+    who = principal(request)
+    found = _exports(request).file(who, request.path_params["job"], request.path_params["name"])
+    try:
+        handle = open(found.path, "rb")  # noqa: SIM115 - closed by _chunks
+    except FileNotFoundError:
+        raise NotFound(f"Export {request.path_params['job']} has no file {request.path_params['name']}") from None
+    size = os.fstat(handle.fileno()).st_size
+    # The audit middleware commits this download's record before the first byte, then streams.
+    request.scope.setdefault("state", {})["audit_before_body"] = True
+    return StreamingResponse(_chunks(handle), media_type=found.media, headers={"Content-Length": str(size)})
+
+
+def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
+    with handle:
+        while chunk := handle.read(_CHUNK):
+            yield chunk
+
+
+def _latin1(text: str) -> str:
+    return text.encode("latin-1", "replace").decode("latin-1")
