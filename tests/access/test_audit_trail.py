@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, delete, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from carerecord.access.audit_store import AuditStore, audit_log, check_chain
+from carerecord.access.audit_store import AuditStore, audit_engine, audit_log, check_chain
 from carerecord.access.audit_writer import AuditWriter
 from carerecord.access.tokens import mint_system_token
 from carerecord.cli import main
@@ -39,7 +39,7 @@ def trail(client: httpx.Client, engine: Engine) -> Iterator[Engine]:
         with engine.begin() as conn:
             conn.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change"))
     try:
-        yield engine
+        yield audit_engine(engine)  # the audit trail's own SQLite file; the same database on PostgreSQL
     finally:
         if postgres:
             with engine.begin() as conn:
@@ -119,7 +119,7 @@ def broken_audit(engine: Engine, database_url: str, tmp_path: Path) -> Iterator[
 
     port = _free_port()
     app = create_app(Settings(database=database_url, host="127.0.0.1", port=port), Repository(engine))
-    empty = make_engine(f"sqlite:///{tmp_path / 'no-audit-table.db'}")
+    empty = make_engine(f"sqlite:///{tmp_path / 'no-table.db-audit'}")  # taken as an audit file: no table made
     writer = AuditWriter(AuditStore(empty))
     app.state.audit_writer = writer
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="off"))
@@ -163,3 +163,28 @@ def test_the_response_waits_for_its_audit_record(client: httpx.Client, engine: E
     # The response has arrived, so its record is committed and visible to any other connection.
     [row] = AuditStore(engine).since(before)
     assert '"Patient/w1"' in row.content
+
+
+def test_an_sqlite_trail_lives_beside_the_record_and_older_rows_move_there(tmp_path: Path) -> None:
+    """On SQLite the audit trail has a file of its own (so audited reads do not write to the
+    record's file); rows an older version wrote into the record's audit_log move there once,
+    chain intact."""
+    from carerecord.access.audit_chain import GENESIS, body, link_v2
+    from carerecord.store.engine import migrate
+
+    record = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate(record)
+    previous, rows = GENESIS, []
+    for seq in (1, 2, 3):
+        previous = link_v2(previous, seq, body(seq, "p1", "Practitioner/a", "0", "R", "{}"))
+        rows.append({"seq": seq, "recorded_us": seq, "patient": "p1", "agent": "Practitioner/a", "outcome": "0",
+                     "action": "R", "content": "{}", "hash": previous})
+    with record.begin() as conn:
+        conn.execute(insert(audit_log), rows)
+    trail = audit_engine(record)
+    assert trail is not record and trail.url.database == str(tmp_path / "old.db") + "-audit"
+    assert audit_engine(record) is trail and audit_engine(trail) is trail
+    assert [e.seq for e in AuditStore(record).since(0)] == [1, 2, 3]
+    AuditStore(record).append([])  # nothing to add
+    assert check_chain(record) == ([], {"audit events": 3})
+    assert _check(f"sqlite:///{tmp_path / 'old.db'}")[0] == 0

@@ -6,6 +6,15 @@ writes to it. On PostgreSQL a trigger refuses UPDATE and DELETE (and TRUNCATE) f
 the database owner can still drop or disable the trigger, or the table, which is why the rows
 are chained (access/audit_chain.py) and ``carerecord check`` verifies the chain.
 
+On SQLite the audit trail lives in a file of its own beside the record (``<database>-audit``,
+:func:`audit_engine`), not in the record's file. Every audited read appends to it, and with
+several worker processes each append to the record's file made every other process's next
+read start from an empty page cache and queue on the record's writer lock: with two workers
+audit cost 170 us of server CPU a read against 72 us with one (benchmarks.audit, session 3).
+The record's ``audit_log`` table (migration 0005) then stays empty; rows an older version
+wrote there are moved to the audit file the first time it is opened. PostgreSQL keeps the
+table in the record's database, where the append-only trigger guards it.
+
 Appends from several worker processes are serialised with a lock held for the transaction
 (SQLite: the write lock, taken up front by BEGIN IMMEDIATE; PostgreSQL: a transaction-level
 advisory lock), so every batch chains from the true last row. ``seq`` being the primary key
@@ -14,6 +23,8 @@ is the second line of defence: two writers that raced would collide rather than 
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -100,10 +111,52 @@ class StoredEvent:
     content: str
 
 
+_ENGINES: dict[tuple[int, str], Engine] = {}  # by process and audit file
+_ENGINES_LOCK = threading.Lock()
+
+
+def audit_engine(engine: Engine) -> Engine:
+    """The engine of the audit trail of the store ``engine`` opens: the same one on PostgreSQL
+    and for in-memory SQLite, else the ``<database>-audit`` SQLite file beside it (made, and
+    given the rows of the record's own ``audit_log`` if an older version wrote any, on first
+    use)."""
+    database = engine.url.database
+    if (engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:")
+            or database.endswith("-audit")):  # in memory, or the audit file itself
+        return engine
+    path = os.path.abspath(database) + "-audit"
+    key = (os.getpid(), path)
+    with _ENGINES_LOCK:
+        found = _ENGINES.get(key)
+        if found is None:
+            from carerecord.store.engine import make_engine
+
+            found = make_engine(f"sqlite:///{path}")
+            metadata.create_all(found)
+            _move_rows(engine, found)
+            _ENGINES[key] = found
+        return found
+
+
+def _move_rows(record: Engine, audit: Engine) -> None:
+    """Copy the rows an older version appended to the record's own ``audit_log`` into a new
+    audit file (seq and hash as they are, so the chain still verifies), once."""
+    with writing(audit), audit.begin() as dst:
+        if dst.execute(select(func.count()).select_from(audit_log)).scalar_one():
+            return
+        with record.connect() as src:
+            if not record.dialect.has_table(src, audit_log.name):
+                return
+            rows = src.execute(select(audit_log).order_by(audit_log.c.seq)).mappings().all()
+        if rows:
+            dst.execute(audit_log.insert(), [dict(r) for r in rows])
+
+
 class AuditStore:
-    """Appends to and reads the audit table of one database."""
+    """Appends to and reads the audit trail of one store (see :func:`audit_engine`)."""
 
     def __init__(self, engine: Engine) -> None:
+        engine = audit_engine(engine)
         self.engine = engine
         self.postgres = engine.dialect.name == "postgresql"
         mark = "%s" if self.postgres else "?"
@@ -215,7 +268,7 @@ class AuditStore:
 
 def _rows(engine: Engine) -> Iterator[ChainRow]:
     a = audit_log.c
-    with engine.connect() as conn:
+    with audit_engine(engine).connect() as conn:
         result = conn.execution_options(yield_per=5000).execute(
             select(a.seq, a.recorded_us, a.patient, a.agent, a.outcome, a.action, a.content, a.hash)
             .order_by(a.seq))
@@ -227,6 +280,6 @@ def check_chain(engine: Engine) -> tuple[list[str], dict[str, int]]:
     """(problems, counts) for ``carerecord check``: the first broken link of the audit chain,
     if any, and how many audit rows there are."""
     problem, _checked = first_break(_rows(engine))
-    with engine.connect() as conn:
+    with audit_engine(engine).connect() as conn:
         n = conn.execute(select(func.count()).select_from(audit_log)).scalar_one()
     return ([problem] if problem else []), {"audit events": n}
