@@ -43,6 +43,7 @@ from sqlalchemy import (
 )
 
 from carerecord.access.audit_chain import GENESIS, V2, ChainRow, body, first_break, link_v2
+from carerecord.store.engine import sqlite_file
 from carerecord.store.writer_lock import writer_lock, writing
 
 metadata = MetaData()
@@ -120,11 +121,10 @@ def audit_engine(engine: Engine) -> Engine:
     and for in-memory SQLite, else the ``<database>-audit`` SQLite file beside it (made, and
     given the rows of the record's own ``audit_log`` if an older version wrote any, on first
     use)."""
-    database = engine.url.database
-    if (engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:")
-            or database.endswith("-audit")):  # in memory, or the audit file itself
+    database = sqlite_file(engine)
+    if database is None or database.endswith("-audit"):  # PostgreSQL, in memory, or the audit file itself
         return engine
-    path = os.path.abspath(database) + "-audit"
+    path = database + "-audit"
     key = (os.getpid(), path)
     with _ENGINES_LOCK:
         found = _ENGINES.get(key)

@@ -3,6 +3,7 @@ PostgreSQL (psycopg 3), and bringing the schema to the current Alembic revision.
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from pathlib import Path
@@ -59,6 +60,16 @@ def make_engine(url: str, *, pool_size: int = 8) -> Engine:
     # time on PostgreSQL); stale connections are recycled instead, and a failed one raises.
     return create_engine(url, pool_size=pool_size, max_overflow=16, pool_recycle=1800,
                          json_serializer=_json_serializer)
+
+
+def sqlite_file(engine: Engine) -> str | None:
+    """The absolute path of ``engine``'s SQLite database file (None for PostgreSQL and for an
+    in-memory database)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" \
+            or database.startswith("file::memory:"):
+        return None
+    return os.path.abspath(database)
 
 
 _POINT: weakref.WeakKeyDictionary[Engine, threading.local] = weakref.WeakKeyDictionary()

@@ -23,6 +23,8 @@ from contextlib import contextmanager
 
 from sqlalchemy import Engine
 
+from carerecord.store.engine import sqlite_file
+
 _LOCKS: dict[tuple[int, str], WriterLock] = {}  # by process: a forked child opens its own
 _GUARD = threading.Lock()
 
@@ -69,12 +71,10 @@ class WriterLock:
 
 def writer_lock(engine: Engine) -> WriterLock | None:
     """The writer lock of ``engine``'s SQLite file (one per file per process), or None."""
-    if engine.dialect.name != "sqlite":
+    database = sqlite_file(engine)
+    if database is None:
         return None
-    database = engine.url.database
-    if not database or database == ":memory:" or database.startswith("file::memory:"):
-        return None
-    path = os.path.abspath(database) + ".writer-lock"
+    path = database + ".writer-lock"
     key = (os.getpid(), path)
     with _GUARD:
         lock = _LOCKS.get(key)
