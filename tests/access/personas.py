@@ -106,6 +106,24 @@ def observation(patient: str, **extra: Any) -> dict[str, Any]:
             "subject": {"reference": f"Patient/{patient}"}, **extra}
 
 
+def privacy_consent(patient: str, provision: dict[str, Any]) -> dict[str, Any]:
+    """An active patient-privacy Consent of ``patient`` with ``provision`` (a deny or permit)."""
+    return {"resourceType": "Consent", "id": new_id("consent"), "status": "active",
+            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                                  "code": "patient-privacy"}]},
+            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+            "patient": {"reference": f"Patient/{patient}"}, "provision": provision}
+
+
+def deny_to(org: str, *types: str) -> dict[str, Any]:
+    """A deny provision naming ``org`` as recipient, for ``types`` only if given."""
+    out: dict[str, Any] = {"type": "deny", "actor": [{"role": {"text": "recipient"},
+                                                      "reference": {"reference": f"Organization/{org}"}}]}
+    if types:
+        out["class"] = [{"system": "http://hl7.org/fhir/resource-types", "code": t} for t in types]
+    return out
+
+
 def same_answer(a: httpx.Response, b: httpx.Response, a_id: str, b_id: str) -> None:
     """Two answers are identical but for the ids asked about."""
     assert a.status_code == b.status_code, (a.text, b.text)

@@ -25,11 +25,13 @@ from tests.access.personas import (
     PROXY,
     RECEPTIONIST,
     WARD_NURSE,
+    deny_to,
     entries,
     new_id,
     observation,
     open_encounter,
     pid,
+    privacy_consent,
     put,
     refs,
     same_answer,
@@ -215,13 +217,7 @@ def test_consent_withdrawn_then_a_cached_read_is_refused_not_confirmed(demo: htt
     first = demo.get(f"/Patient/{pid(5)}", headers=h)
     assert first.status_code == 200
     assert first.headers["cache-control"] == "no-store"
-    consent = put(demo, {
-        "resourceType": "Consent", "id": new_id("consent"), "status": "active",
-        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": f"Patient/{pid(5)}"},
-        "provision": {"type": "deny", "actor": [{"role": {"text": "recipient"},
-                                                 "reference": {"reference": "Organization/demo-org-ambulance"}}]}})
+    consent = put(demo, privacy_consent(pid(5), deny_to("demo-org-ambulance")))
     again = demo.get(f"/Patient/{pid(5)}", headers={**h, "If-None-Match": first.headers["etag"]})
     assert again.status_code == 404
     assert demo.get(f"/Patient/{pid(5)}", headers=as_(GP)).status_code == 200  # their GP is not dissented from
@@ -238,11 +234,7 @@ def test_a_sensitive_record_needs_the_authoring_organisation_or_explicit_consent
     assert demo.get(path, headers=as_(PARAMEDIC)).status_code == 404
     assert sensitive["id"] not in str(entries(demo.get("/Observation", params={"subject": f"Patient/{pid(4)}"},
                                                       headers=as_(PARAMEDIC))))
-    put(demo, {"resourceType": "Consent", "id": new_id("consent"), "status": "active",
-               "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
-               "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-               "patient": {"reference": f"Patient/{pid(4)}"},
-               "provision": {"type": "permit", "securityLabel": [{"system": ACT, "code": "SEX"}]}})
+    put(demo, privacy_consent(pid(4), {"type": "permit", "securityLabel": [{"system": ACT, "code": "SEX"}]}))
     assert demo.get(path, headers=as_(PARAMEDIC)).status_code == 200
 
 

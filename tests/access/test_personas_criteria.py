@@ -16,11 +16,13 @@ from tests.access.personas import (
     PARAMEDIC,
     PATIENT,
     RECEPTIONIST,
+    deny_to,
     entries,
     new_id,
     observation,
     open_encounter,
     pid,
+    privacy_consent,
     put,
     refs,
 )
@@ -88,13 +90,7 @@ def test_has_respects_consent_withholding_a_category(demo: httpx.Client, as_: An
     query = {"_id": pid(7), "_has:Condition:subject:code": f"{SCT}|38341003"}
     h = as_(PARAMEDIC)
     assert refs(entries(demo.get("/Patient", params=query, headers=h))) == {f"Patient/{pid(7)}"}
-    consent = put(demo, {
-        "resourceType": "Consent", "id": new_id("consent"), "status": "active",
-        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": f"Patient/{pid(7)}"},
-        "provision": {"type": "deny", "class": [{"system": "http://hl7.org/fhir/resource-types", "code": "Condition"}],
-                      "actor": [{"role": {"text": "recipient"}, "reference": {"reference": "Organization/demo-org-ambulance"}}]}})
+    consent = put(demo, privacy_consent(pid(7), deny_to("demo-org-ambulance", "Condition")))
     try:
         assert entries(demo.get("/Patient", params=query, headers=h)) == []
         assert demo.get(f"/Patient/{pid(7)}", headers=h).status_code == 200

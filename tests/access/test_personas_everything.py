@@ -23,10 +23,12 @@ from tests.access.personas import (
     PROXY,
     RECEPTIONIST,
     WARD_NURSE,
+    deny_to,
     new_id,
     observation,
     open_encounter,
     pid,
+    privacy_consent,
     put,
     refs,
     same_answer,
@@ -136,13 +138,7 @@ def test_labels_and_consent_apply_to_everything(demo: httpx.Client, as_: Any) ->
     assert key in refs(everything(demo, pid(4), as_(GP)))
     seen = everything(demo, pid(4), as_(PARAMEDIC))
     assert key not in refs(seen) and "Observation" in {x["resourceType"] for x in seen}
-    consent = put(demo, {
-        "resourceType": "Consent", "id": new_id("consent"), "status": "active",
-        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": f"Patient/{pid(4)}"},
-        "provision": {"type": "deny", "class": [{"system": "http://hl7.org/fhir/resource-types", "code": "Observation"}],
-                      "actor": [{"role": {"text": "recipient"}, "reference": {"reference": "Organization/demo-org-ambulance"}}]}})
+    consent = put(demo, privacy_consent(pid(4), deny_to("demo-org-ambulance", "Observation")))
     try:
         assert "Observation" not in {x["resourceType"] for x in everything(demo, pid(4), as_(PARAMEDIC))}
     finally:
