@@ -187,4 +187,6 @@ def test_an_sqlite_trail_lives_beside_the_record_and_older_rows_move_there(tmp_p
     assert [e.seq for e in AuditStore(record).since(0)] == [1, 2, 3]
     AuditStore(record).append([])  # nothing to add
     assert check_chain(record) == ([], {"audit events": 3})
+    with record.connect() as conn:  # moved, not copied: the record keeps no second trail
+        assert conn.execute(select(audit_log)).all() == []
     assert _check(f"sqlite:///{tmp_path / 'old.db'}")[0] == 0

@@ -38,12 +38,13 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    delete,
     func,
     select,
 )
 
 from carerecord.access.audit_chain import GENESIS, V2, ChainRow, body, first_break, link_v2
-from carerecord.store.engine import sqlite_file
+from carerecord.store.engine import make_engine, sqlite_file
 from carerecord.store.writer_lock import writer_lock, writing
 
 metadata = MetaData()
@@ -58,7 +59,7 @@ audit_log = Table(
     Column("outcome", Text, nullable=False),  # AuditEvent.outcome: 0 | 4 | 8
     Column("action", Text, nullable=False),  # AuditEvent.action: C R U D E
     Column("content", Text, nullable=False),  # the compact record (access/audit.py audit_record)
-    Column("hash", Text, nullable=False),  # SHA-256 of the previous hash + canonical content
+    Column("hash", Text, nullable=False),  # the chain's link (access/audit_chain.py)
     Index("ix_audit_patient", "patient", "seq"),
 )
 
@@ -129,8 +130,6 @@ def audit_engine(engine: Engine) -> Engine:
     with _ENGINES_LOCK:
         found = _ENGINES.get(key)
         if found is None:
-            from carerecord.store.engine import make_engine
-
             found = make_engine(f"sqlite:///{path}")
             metadata.create_all(found)
             _move_rows(engine, found)
@@ -139,8 +138,10 @@ def audit_engine(engine: Engine) -> Engine:
 
 
 def _move_rows(record: Engine, audit: Engine) -> None:
-    """Copy the rows an older version appended to the record's own ``audit_log`` into a new
-    audit file (seq and hash as they are, so the chain still verifies), once."""
+    """Move the rows an older version appended to the record's own ``audit_log`` into a new
+    audit file (seq and hash as they are, so the chain still verifies): copied and committed
+    first, then deleted from the record, so a crash between the two leaves a copy, never a loss
+    (the copy is not repeated: the audit file is no longer empty)."""
     with writing(audit), audit.begin() as dst:
         if dst.execute(select(func.count()).select_from(audit_log)).scalar_one():
             return
@@ -148,8 +149,11 @@ def _move_rows(record: Engine, audit: Engine) -> None:
             if not record.dialect.has_table(src, audit_log.name):
                 return
             rows = src.execute(select(audit_log).order_by(audit_log.c.seq)).mappings().all()
-        if rows:
-            dst.execute(audit_log.insert(), [dict(r) for r in rows])
+        if not rows:
+            return
+        dst.execute(audit_log.insert(), [dict(r) for r in rows])
+    with writing(record), record.begin() as src:
+        src.execute(delete(audit_log).where(audit_log.c.seq <= rows[-1]["seq"]))
 
 
 class AuditStore:

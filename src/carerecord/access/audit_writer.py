@@ -89,9 +89,9 @@ class AuditWriter:
                     size += len(item[0])
                 rows = [e for events, _ in batch for e in events]
                 try:
-                    # A local SQLite append takes about as long as a thread hop, so it runs
-                    # inline when no other writer holds the file; waiting (or PostgreSQL's
-                    # round trip) happens in a thread, never on the event loop.
+                    # A local SQLite append takes about as long as a thread hop, so it runs on
+                    # the loop, waiting there briefly for another worker's append; PostgreSQL's
+                    # round trips (and a long wait) happen in a thread.
                     if self.store.postgres or not await self._append_on_loop(rows):
                         await off_loop(self.store.append, rows)
                 except Exception as exc:  # noqa: BLE001 - every request of the batch is answered 503
