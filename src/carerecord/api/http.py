@@ -5,6 +5,7 @@ Errors become OperationOutcomes in exactly one place, :func:`error_response`."""
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -28,7 +29,7 @@ MAX_BODY = 64 * 1024 * 1024
 
 def response_format(request: Request) -> str:
     """The media type to answer in: ``_format`` wins over Accept; JSON by default."""
-    fmt = request.query_params.get("_format")
+    fmt = request.query_params.get("_format") if request.scope.get("query_string") else None
     if fmt:
         mt = _FORMATS.get(fmt.split(";")[0].strip())
         if mt is None:
@@ -37,6 +38,11 @@ def response_format(request: Request) -> str:
     accept = request.headers.get("accept", "")
     if not accept:
         return JSON
+    return _accepted(accept)
+
+
+@lru_cache(maxsize=256)  # clients send the same few Accept headers: parsing them was 5% of a read
+def _accepted(accept: str) -> str:
     for mt in _by_preference(accept):
         if mt in _FORMATS:
             return _FORMATS[mt]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import format_datetime
 from functools import lru_cache
 
 
@@ -21,9 +20,17 @@ def iso_instant(us: int) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def http_date(us: int) -> str:
-    """An HTTP date (RFC 9110) for a microsecond timestamp, for Last-Modified."""
-    return format_datetime(datetime.fromtimestamp(us // 1_000_000, UTC), usegmt=True)
+    """An HTTP date (RFC 9110 IMF-fixdate, e.g. ``Mon, 23 Nov 2026 10:00:00 GMT``) for a
+    microsecond timestamp, for Last-Modified. Formatted here: ``email.utils.format_datetime``
+    cost 6% of a read's CPU (py-spy, 2026-11-23)."""
+    t = time.gmtime(us // 1_000_000)
+    return (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
 
 
 @dataclass(frozen=True, slots=True)
