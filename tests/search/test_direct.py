@@ -26,22 +26,33 @@ LOINC = "http://loinc.org"
 FAMILIES = ["Smith", "Smithson", "Jones", "Brown", "Ng", "Smyth"]
 CODES = ["8480-6", "8462-4", "29463-7"]
 NUMBERS = [nhs_number(n, 7) for n in range(33)]  # valid NHS numbers; 30-32 belong to nobody
+GMC = "https://fhir.hl7.org.uk/Id/gmc-number"
+DOCTORS = ["Jones", "Patel", "Okafor", "Jonas"]
 
 
 def _people() -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+    # GPs (some Practitioners, one an Organization) and their PractitionerRoles, for chains
+    out: list[dict[str, Any]] = [
+        {"resourceType": "Practitioner", "id": f"dr{n}", "name": [{"family": name}],
+         "identifier": [{"system": GMC, "value": f"70000{n}"}]} for n, name in enumerate(DOCTORS)]
+    out.append({"resourceType": "Organization", "id": "surgery", "name": "Jones Lane Surgery"})
+    out += [{"resourceType": "PractitionerRole", "id": f"role{n}", "practitioner": {"reference": f"Practitioner/dr{n % 4}"},
+             "organization": {"reference": "Organization/surgery"}} for n in range(6)]
     for n in range(30):
         pid = f"p{n}"
+        gp = ({"reference": "Organization/surgery"} if n % 7 == 6 else
+              {"reference": f"PractitionerRole/role{n % 6}"} if n % 5 == 4 else {"reference": f"Practitioner/dr{n % 4}"})
         out.append({"resourceType": "Patient", "id": pid, "gender": ["male", "female", "other"][n % 3],
                     "birthDate": f"19{50 + n % 7}-0{1 + n % 3}-1{n % 9}",
                     "identifier": [{"system": NHS, "value": NUMBERS[n]}],
                     "name": [{"family": FAMILIES[n % len(FAMILIES)], "given": ["Ann" if n % 2 else "Bo"]}],
-                    "active": n % 4 != 0})
+                    "active": n % 4 != 0, "generalPractitioner": [gp]})
         for k in range(3):
             out.append({"resourceType": "Observation", "id": f"o{n}-{k}", "status": ["final", "amended"][k % 2],
                         "code": {"coding": [{"system": LOINC, "code": CODES[(n + k) % 3]}]},
                         "subject": {"reference": f"Patient/{pid}"},
                         "effectiveDateTime": f"20{10 + (n + k) % 12}-0{1 + k}-15T10:00:00Z",
+                        "performer": [{"reference": f"PractitionerRole/role{(n + k) % 6}"}],
                         "valueQuantity": {"value": 60 + (n * 7 + k * 13) % 90, "unit": "mm[Hg]",
                                           "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}})
     return out
@@ -66,6 +77,20 @@ PATIENT_PARAMS = st.one_of(
               st.sampled_from(["1952", "1953-02", "1954-03-13", "1956"])),
     st.builds(lambda g: ("gender", g), st.sampled_from(["male", "female", "male,other", "unknown"])),
     st.builds(lambda a: ("active", a), st.sampled_from(["true", "false"])),
+)
+# Chains, one and two levels, typed and untyped, over plain inner clauses
+CHAIN_PARAMS = st.one_of(
+    st.builds(lambda v: ("subject:Patient.identifier", f"{NHS}|{NUMBERS[v]}"), st.integers(0, 32)),
+    st.builds(lambda f: ("patient.family", f), st.sampled_from(["smi", "Jones", "ng", "x"])),
+    st.builds(lambda p, d: ("subject.birthdate", f"{p}{d}"), st.sampled_from(["", "ge", "lt"]),
+              st.sampled_from(["1952", "1954-03-13"])),
+    st.builds(lambda n: ("performer:PractitionerRole.practitioner", f"Practitioner/dr{n}"), st.integers(0, 4)),
+    st.builds(lambda n: ("performer:PractitionerRole.practitioner.identifier", f"{GMC}|70000{n}"),
+              st.integers(0, 4)),
+    st.builds(lambda f: ("performer.practitioner.name", f), st.sampled_from(["jon", "Patel", "ok"])),
+    st.builds(lambda f: ("subject:Patient.general-practitioner.name", f), st.sampled_from(["jon", "okafor", "surg"])),
+    st.builds(lambda n: ("subject:Patient.general-practitioner:PractitionerRole.practitioner.identifier",
+                         f"{GMC}|70000{n}"), st.integers(0, 4)),
 )
 OBS_PARAMS = st.one_of(
     st.builds(lambda n: ("patient", f"p{n}"), st.integers(0, 31)),
@@ -125,10 +150,48 @@ def test_observation_pages_are_the_same_both_ways(store: Repository, params: lis
     _both(store, "Observation", params, count)
 
 
+@FEW
+@given(st.lists(st.one_of(CHAIN_PARAMS, OBS_PARAMS), min_size=1, max_size=3).filter(
+           lambda ps: any("." in name for name, _ in ps)), st.integers(1, 7))
+def test_chained_pages_are_the_same_both_ways(store: Repository, params: list[tuple[str, str]],
+                                              count: int) -> None:
+    _both(store, "Observation", params, count)
+
+
+def test_chains_find_what_they_should(store: Repository) -> None:
+    """Not only the same both ways, but right: checked against the fixture by hand."""
+    searcher = Searcher(store.registry)
+
+    def ids(params: list[tuple[str, str]]) -> set[str]:
+        with store.reading() as conn:
+            q = parse(("Observation",), params, store.registry)
+            assert searcher.direct_ok(q)
+            return {h.res_id for h in searcher.run(conn, q, 500).matches}
+    # dr1 (Patel) is the practitioner of role1 and role5: performers of o{n}-{k} with (n + k) % 6 in (1, 5)
+    expected = {f"o{n}-{k}" for n in range(30) for k in range(3) if (n + k) % 6 in (1, 5)}
+    assert ids([("performer:PractitionerRole.practitioner.identifier", f"{GMC}|700001")]) == expected
+    assert ids([("performer.practitioner.name", "patel")]) == expected
+    # the patients whose GP is Okafor (dr2) directly: n % 4 == 2, unless their GP is a role or the surgery
+    okafor = {n for n in range(30) if n % 7 != 6 and n % 5 != 4 and n % 4 == 2}
+    assert ids([("subject:Patient.general-practitioner.name", "okafor")]) == {
+        f"o{n}-{k}" for n in okafor for k in range(3)}
+    # through a role: patients with n % 5 == 4 (not the surgery's) whose role{n % 6} is dr2's (role2)
+    via_role = {n for n in range(30) if n % 7 != 6 and n % 5 == 4 and (n % 6) % 4 == 2}
+    assert ids([("subject:Patient.general-practitioner:PractitionerRole.practitioner.identifier",
+                 f"{GMC}|700002")]) == {f"o{n}-{k}" for n in via_role for k in range(3)}
+
+
+def test_restricted_callers_chains_are_left_to_the_expression_compiler(store: Repository) -> None:
+    q = parse(("Observation",), [("patient.family", "smith")], store.registry)
+    assert direct.eligible(q, store.registry.get)
+    assert not direct.eligible(q, store.registry.get, chains=False)
+
+
 @pytest.mark.parametrize("params", [
     [("name:contains", "mit")], [("family:missing", "true")], [("gender:not", "male")],
-    [("_id", "p1")], [("_sort", "family"), ("family", "s")], [("general-practitioner.name", "x")],
+    [("_id", "p1")], [("_sort", "family"), ("family", "s")], [("general-practitioner.name:contains", "x")],
     [("_has:Observation:subject:code", "8480-6")], [("gender:text", "mal")], [("identifier:of-type", "http://x|MR|1")],
+    [("general-practitioner._id", "dr1")], [("general-practitioner._has:Patient:general-practitioner:gender", "male")],
 ])
 def test_other_shapes_are_left_to_the_expression_compiler(store: Repository, params: list[tuple[str, str]]) -> None:
     q = parse(("Patient",), params, store.registry)

@@ -120,7 +120,7 @@ def probes_seek_by_rid(lines: list[str]) -> None:
 
 
 DIRECT = ("patient by NHS number", "patient by family and birthdate",
-          "observations of a patient by code and date", "medication requests of a patient")
+          "observations of a patient by code and date", "medication requests of a patient", "two-level chain")
 
 
 def test_the_common_hot_searches_run_as_direct_sql(community: Repository) -> None:

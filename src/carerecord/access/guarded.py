@@ -48,6 +48,12 @@ class GuardedSearcher(Searcher):
         plan.conds.extend(self.compiler.top_level(q, s.resources))
         return plan
 
+    def direct_ok(self, q: Query) -> bool:
+        """Direct pages (store/direct.py) with chains only for a caller the guard does not
+        restrict: for anyone else the inner rows of a chain must be held to what the caller
+        could read (clauses.py), which only the expression compiler adds."""
+        return self.direct and direct.eligible(q, self.registry.get, chains=self.guard.unrestricted())
+
     def direct_conditions(self, q: Query, postgres: bool) -> tuple[str, list[Any]] | None:
         """What :meth:`plan` adds (the guard's restriction, and the criteria conditions on the
         rows returned) as SQL text for direct pages (store/direct.py); the restriction is

@@ -6,9 +6,10 @@ expression tree of the plan and the page, generating its cache key and setting u
 execution (py-spy, 2026-11-23: 1.76 ms of CPU a request in process, the SQL itself 0.08 ms).
 For the shape most searches have (one resource type, no compartment, no ``_sort``, and only
 plain clauses on the token, string, reference, date, uri, number and quantity indexes, with
-no modifier but ``:exact`` on strings and ``:identifier`` on tokens) the plan is simple enough
-to write out directly. Everything else (chains, ``_has``, ``:missing``, ``:not``, ``:text``,
-``:below``, composites, sorts, compartments, several types) goes through search.py as before.
+no modifier but ``:exact`` on strings and ``:identifier`` on tokens, or chains of such clauses)
+the plan is simple enough to write out directly. Everything else (``_has``, ``:missing``,
+``:not``, ``:text``, ``:below``, composites, sorts, compartments, several types, and chains for
+callers the access guard restricts) goes through search.py as before.
 The access guard's restriction of a caller (SQLAlchemy conditions on the resources row) is
 compiled to SQL text once per request (:func:`conditions_sql`) and placed where the plan has it.
 
@@ -58,22 +59,42 @@ class _Sql:
         return self.mark
 
 
-def eligible(q: Query, has_param: Any) -> bool:
+def eligible(q: Query, has_param: Any, *, chains: bool = True) -> bool:
     """Whether ``q`` has the shape written out here (``has_param(type, code)``: the registry's
-    lookup; a clause on an unknown parameter matches nothing and is left to search.py)."""
+    lookup; a clause on an unknown parameter matches nothing and is left to search.py).
+    ``chains``: whether chained clauses may be written here (the access guard allows them only
+    for callers it does not restrict: the inner rows of a chain must otherwise be held to
+    what the caller could read, which only search.py's compiler adds)."""
     if (len(q.res_types) != 1 or q.compartment is not None or q.sort or not q.clauses
             or q.contained != "false"):
         return False
     res_type = q.res_types[0]
     for c in q.clauses:
-        p = c.param
-        if (p is None or c.chain is not None or c.has is not None or p.code in TEXT_SEARCHES
-                or p.type not in _TABLES or c.modifier not in _MODIFIERS[p.type]
-                or has_param(res_type, p.code) is None or not c.values):
-            return False
-        if p.type == "reference" and not all(v.text or v.url for v in c.values):
+        if c.chain is not None:
+            if not (chains and _chain_ok(c, res_type, has_param)):
+                return False
+        elif not _plain_ok(c, res_type, has_param):
             return False
     return True
+
+
+def _plain_ok(c: Clause, res_type: str, has_param: Any) -> bool:
+    p = c.param
+    if (p is None or c.chain is not None or c.has is not None or p.code in TEXT_SEARCHES
+            or p.type not in _TABLES or c.modifier not in _MODIFIERS[p.type]
+            or has_param(res_type, p.code) is None or not c.values):
+        return False
+    return p.type != "reference" or all(v.text or v.url for v in c.values)
+
+
+def _chain_ok(c: Clause, res_type: str, has_param: Any) -> bool:
+    """A chain (``subject:Patient.name=x``, at any depth) whose every inner clause is plain."""
+    p, inner = c.param, c.chain
+    if (p is None or inner is None or c.has is not None or p.type != "reference" or c.modifier is not None
+            or has_param(res_type, p.code) is None or not c.chain_types):
+        return False
+    return all(_chain_ok(inner, t, has_param) if inner.chain is not None else _plain_ok(inner, t, has_param)
+               for t in c.chain_types)
 
 
 def _col(alias: str, name: str, probe: bool, sql: _Sql) -> str:
@@ -205,6 +226,52 @@ def _table(clause: Clause) -> str:
     return "idx_token" if clause.modifier == "identifier" else _TABLES[clause.param.type]
 
 
+def _driver(clause: Clause, res_type: str, r: str, alias: str, sql: _Sql) -> str:
+    """``r``'s rows meeting ``clause``, as ``r.rid IN (SELECT rid ...)`` (search.py ``_rows``,
+    not probing)."""
+    if clause.chain is not None:
+        return _chain(clause, res_type, r, alias, None, sql)
+    return (f"{r}.rid IN (SELECT {alias}.rid FROM {_table(clause)} {alias} "
+            f"WHERE {_index_test(clause, res_type, alias, False, sql)})")
+
+
+def _probe(clause: Clause, res_type: str, r: str, alias: str, sql: _Sql) -> str:
+    """A correlated EXISTS on the clause's index rows of the candidate ``r.rid`` (search.py
+    ``_exists``), every column but rid unindexable."""
+    if clause.chain is not None:
+        return _chain(clause, res_type, r, alias, alias, sql)
+    test = _index_test(clause, res_type, alias, True, sql)
+    return (f"EXISTS (SELECT 1 FROM {_table(clause)} {alias} WHERE {alias}.rid = {r}.rid AND {test}"
+            f"{' OFFSET 0' if sql.postgres else ''})")
+
+
+def _chain(clause: Clause, res_type: str, r: str, alias: str, probe: str | None, sql: _Sql) -> str:
+    """A chained clause on ``r``'s rows (search.py ``Compiler._chain``): for each target type,
+    the reference rows whose target is a resource of that type meeting the inner clause
+    (itself plain or chained, on a resources alias of its own nesting depth). ``probe``: as a
+    correlated EXISTS on the candidate ``r.rid``, else as ``r.rid IN (...)``."""
+    assert clause.param is not None and clause.chain is not None
+    inner = clause.chain
+    depth = int(r.rsplit("_", 1)[1]) + 1 if r.startswith("nested_") else 0
+    target = f"nested_{depth}"
+    per_type = []
+    for n, t in enumerate(clause.chain_types):
+        x = f"{alias}_{n}"
+
+        def c(name: str, x: str = x) -> str:
+            return _col(x, name, probe is not None, sql)
+        conds = [f"{c('pkey')} = {sql.bind(s.param_key(res_type, clause.param.code))}",
+                 f"{c('ref_type')} = {sql.bind(t)}"]
+        found = _driver(inner, t, target, f"{x}_i", sql)
+        conds.append(f"{c('ref_id')} IN (SELECT {target}.res_id FROM resources {target} WHERE {found})")
+        if probe is None:
+            per_type.append(f"{r}.rid IN (SELECT {x}.rid FROM idx_reference {x} WHERE {' AND '.join(conds)})")
+        else:
+            per_type.append(f"EXISTS (SELECT 1 FROM idx_reference {x} WHERE {x}.rid = {r}.rid AND "
+                            f"{' AND '.join(conds)}{' OFFSET 0' if sql.postgres else ''})")
+    return per_type[0] if len(per_type) == 1 else f"({' OR '.join(per_type)})"
+
+
 def page(q: Query, count: int, rank: Any, in_rid_order: Any, postgres: bool,
          extra: tuple[str, list[Any]] = ("", [])) -> tuple[str, list[Any]]:
     """The SQL and parameters of one page of ``q`` (which must be :func:`eligible`): rid, type,
@@ -231,13 +298,7 @@ def page(q: Query, count: int, rank: Any, in_rid_order: Any, postgres: bool,
         after = ">" if cursor.direction == paging.NEXT else "<"
 
     def probe_sql() -> list[str]:
-        out = []
-        for n, clause in enumerate(probes):
-            alias = f"p{n}"
-            test = _index_test(clause, res_type, alias, True, sql)
-            out.append(f"EXISTS (SELECT 1 FROM {_table(clause)} {alias} WHERE {alias}.rid = resources.rid AND {test}"
-                       f"{' OFFSET 0' if postgres else ''})")
-        return out
+        return [_probe(clause, res_type, "resources", f"p{n}", sql) for n, clause in enumerate(probes)]
 
     if in_rid_order(driver, res_type):
         # The driver's index rows come in rid order: the page is read off the index.
@@ -249,9 +310,7 @@ def page(q: Query, count: int, rank: Any, in_rid_order: Any, postgres: bool,
         inner = (f"SELECT DISTINCT d.rid FROM {_table(driver)} d JOIN resources ON resources.rid = d.rid "
                  f"WHERE {' AND '.join(where)} ORDER BY d.rid{desc} LIMIT {sql.bind(count + 1)}")
     else:
-        where = [f"resources.deleted = {false}"]
-        where.append(f"resources.rid IN (SELECT d.rid FROM {_table(driver)} d "
-                     f"WHERE {_index_test(driver, res_type, 'd', False, sql)})")
+        where = [f"resources.deleted = {false}", _driver(driver, res_type, "resources", "d", sql)]
         conditions(where)
         where += probe_sql()
         if after:
