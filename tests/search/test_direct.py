@@ -243,3 +243,53 @@ def test_restricted_pages_are_the_same_both_ways(store: Repository, params: list
     got = _pages(fast, store, "Observation", params, count)
     assert got == _pages(slow, store, "Observation", params, count)
     assert {"p" + i[1:].split("-")[0] for page in got for i in page} <= set(patients)  # o{n}-{k} is p{n}'s
+
+
+INCLUDES = st.sampled_from([
+    ("Observation", "_include", "Observation:subject"), ("Observation", "_include", "Observation:performer"),
+    ("Observation", "_include", "Observation:subject:Patient"), ("Observation", "_include", "Observation:*"),
+    ("Observation", "_include:iterate", "PractitionerRole:practitioner"),
+    ("Observation", "_include:iterate", "Patient:general-practitioner"),
+    ("Patient", "_revinclude", "Observation:subject"), ("Patient", "_revinclude", "Observation:patient"),
+    ("Patient", "_include", "Patient:general-practitioner"), ("Patient", "_revinclude:iterate", "Observation:performer"),
+    ("Patient", "_include:iterate", "PractitionerRole:organization"),
+])
+
+
+def _with_includes(searcher: Searcher, repo: Repository, res_type: str, params: list[tuple[str, str]],
+                   count: int) -> list[tuple[list[str], list[str]]]:
+    out = []
+    with repo.reading() as conn:
+        q = parse((res_type,), params, repo.registry)
+        for _ in range(40):
+            res = searcher.run(conn, q, count)
+            out.append(([h.res_id for h in res.matches], sorted(f"{h.res_type}/{h.res_id}" for h in res.included)))
+            if res.next_cursor is None:
+                break
+            q.cursor = res.next_cursor
+    return out
+
+
+@FEW
+@given(st.data(), st.integers(1, 9))
+def test_include_pages_are_the_same_both_ways(store: Repository, data: st.DataObject, count: int) -> None:
+    res_type = data.draw(st.sampled_from(["Observation", "Patient"]))
+    clauses = data.draw(st.lists(OBS_PARAMS if res_type == "Observation" else PATIENT_PARAMS, max_size=2))
+    includes = data.draw(st.lists(INCLUDES.filter(lambda i: i[0] == res_type), min_size=1, max_size=3))
+    params = clauses + [(name, value) for _, name, value in includes]
+    fast, slow = Searcher(store.registry), Searcher(store.registry)
+    slow.direct = False
+    got = _with_includes(fast, store, res_type, params, count)
+    assert got == _with_includes(slow, store, res_type, params, count)
+
+
+def test_includes_find_what_they_should(store: Repository) -> None:
+    """Observation o1-0's performer is role1 (dr1's), its subject p1 (GP dr1); iterating
+    reaches the practitioner through the role, and the revinclude finds p1's three."""
+    params = [("_id", "o1-0"), ("_include", "Observation:performer"), ("_include", "Observation:subject"),
+              ("_include:iterate", "PractitionerRole:practitioner")]
+    pages = _with_includes(Searcher(store.registry), store, "Observation", params, 10)
+    assert pages == [(["o1-0"], ["Patient/p1", "Practitioner/dr1", "PractitionerRole/role1"])]
+    params = [("_id", "p1"), ("_revinclude", "Observation:subject")]
+    assert _with_includes(Searcher(store.registry), store, "Patient", params, 10) == [
+        (["p1"], ["Observation/o1-0", "Observation/o1-1", "Observation/o1-2"])]

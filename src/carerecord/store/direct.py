@@ -321,3 +321,34 @@ def page(q: Query, count: int, rank: Any, in_rid_order: Any, postgres: bool,
             "JOIN resource_versions pv ON pv.rid = pg.rid AND pv.version = pg.version "
             f"WHERE pg.rid IN ({inner}) ORDER BY pg.rid{desc}")
     return text, sql.params
+
+
+# -- _include and _revinclude (search.py Searcher._forward and _reverse) ----------------------------
+def forward_include(rids: list[int], keys: list[int], target: str | None,
+                    postgres: bool) -> tuple[str, list[Any]]:
+    """The resources the reference rows of ``rids`` under ``keys`` point at (of type
+    ``target`` if given), live ones, with their content: the rows are found by rid, every other
+    column of the reference index unindexable (so the plan never walks a whole key)."""
+    sql = _Sql(postgres)
+    where = [f"ref.rid IN ({', '.join(sql.bind(r) for r in rids)})",
+             f"{_col('ref', 'pkey', True, sql)} IN ({', '.join(sql.bind(k) for k in keys)})",
+             f"r.deleted = {'false' if postgres else '0'}"]
+    if target:
+        where.append(f"{_col('ref', 'ref_type', True, sql)} = {sql.bind(target)}")
+    return ("SELECT DISTINCT r.rid, r.res_type, r.res_id, v.content FROM idx_reference ref "
+            "JOIN resources r ON r.res_type = ref.ref_type AND r.res_id = ref.ref_id "
+            "JOIN resource_versions v ON v.rid = r.rid AND v.version = r.version "
+            f"WHERE {' AND '.join(where)}"), sql.params
+
+
+def reverse_include(keys: list[int], ids: list[str], res_type: str, postgres: bool) -> tuple[str, list[Any]]:
+    """The resources whose reference rows under ``keys`` point at ``res_type``/``ids``, with
+    their content: a seek on (pkey, ref_id, ref_type)."""
+    sql = _Sql(postgres)
+    where = [f"ref.pkey IN ({', '.join(sql.bind(k) for k in keys)})",
+             f"ref.ref_id IN ({', '.join(sql.bind(i) for i in ids)})",
+             f"ref.ref_type = {sql.bind(res_type)}"]
+    return ("SELECT DISTINCT r.rid, r.res_type, r.res_id, v.content FROM idx_reference ref "
+            "JOIN resources r ON r.rid = ref.rid "
+            "JOIN resource_versions v ON v.rid = r.rid AND v.version = r.version "
+            f"WHERE {' AND '.join(where)}"), sql.params
