@@ -6,6 +6,7 @@ so next/previous/first/last stay correct while data changes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,10 +26,20 @@ _SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationVal
 
 
 def page_url(path: str, params: list[tuple[str, str]], cursor: str | None) -> str:
-    kept = [(k, v) for k, v in params if k != "_cursor"]
-    if cursor:
-        kept.append(("_cursor", cursor))
-    return f"{path}?{urlencode(kept)}" if kept else path
+    return _pages(path, params)(cursor)
+
+
+def _pages(path: str, params: list[tuple[str, str]]) -> Callable[[str | None], str]:
+    """The URL of a page of this search given its cursor: the search's own parameters
+    (without any ``_cursor``) encoded once for all the links of a Bundle."""
+    stem = urlencode([(k, v) for k, v in params if k != "_cursor"])
+
+    def url(cursor: str | None) -> str:
+        if not cursor:
+            return f"{path}?{stem}" if stem else path
+        tail = urlencode([("_cursor", cursor)])
+        return f"{path}?{stem}&{tail}" if stem else f"{path}?{tail}"
+    return url
 
 
 def summary(node: dict[str, Any], type_name: str) -> dict[str, Any]:
@@ -74,14 +85,15 @@ def _subset(content: bytes, q: Query) -> bytes:
 def searchset(base: str, path: str, params: list[tuple[str, str]], q: Query, result: SearchResult,
               warnings: list[Issue]) -> bytes:
     """The searchset Bundle of one page."""
-    links = [("self", page_url(path, params, q.cursor))]
+    page = _pages(path, params)
+    links = [("self", page(q.cursor))]
     if q.summary != "count":
-        links.append(("first", page_url(path, params, None)))
+        links.append(("first", page(None)))
         if result.prev_cursor:
-            links.append(("previous", page_url(path, params, result.prev_cursor)))
+            links.append(("previous", page(result.prev_cursor)))
         if result.next_cursor:
-            links.append(("next", page_url(path, params, result.next_cursor)))
-        links.append(("last", page_url(path, params, "last")))
+            links.append(("next", page(result.next_cursor)))
+        links.append(("last", page("last")))
     entries: list[dict[str, Any]] = []
     if q.summary != "count":
         subset = bool(q.elements) or q.summary in ("true", "text", "data")

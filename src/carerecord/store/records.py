@@ -13,11 +13,14 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-@lru_cache(maxsize=64)  # a unit stamps all its writes with the same time
 def iso_instant(us: int) -> str:
     """A FHIR ``instant`` for a microsecond timestamp, e.g. 2026-11-23T10:00:00.123456Z."""
-    dt = datetime.fromtimestamp(us / 1_000_000, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+    return f"{_iso_second(us // 1_000_000)}.{us % 1_000_000:06d}Z"
+
+
+@lru_cache(maxsize=256)  # every Bundle's timestamp, every write's lastUpdated: seconds repeat
+def _iso_second(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

@@ -805,17 +805,17 @@ class Searcher:
         for t, i in keys:
             by_type.setdefault(t, []).append(i)
         out: list[Hit] = []
-        keys = self._keys(src, code)
-        if not keys:
+        pkeys = self._keys(src, code)
+        if not pkeys:
             return out
         for t, ids in by_type.items():
             if self.direct:
-                out += _driver_hits(conn, direct.reverse_include(keys, ids, t, _postgres(conn)))
+                out += _driver_hits(conn, direct.reverse_include(pkeys, ids, t, _postgres(conn)))
                 continue
             q = (select(_R.c.rid, _R.c.res_type, _R.c.res_id, _V.c.content)
                  .select_from(ref)
                  .join(_R, _R.c.rid == ref.c.rid)
                  .join(_V, and_(_V.c.rid == _R.c.rid, _V.c.version == _R.c.version))
-                 .where(ref.c.pkey.in_(keys), ref.c.ref_id.in_(ids), ref.c.ref_type == t))
+                 .where(ref.c.pkey.in_(pkeys), ref.c.ref_id.in_(ids), ref.c.ref_type == t))
             out += [Hit(*row) for row in conn.execute(q.distinct())]
         return out
