@@ -16,11 +16,13 @@ from carerecord.store.engine import Checkpointer, make_engine
 
 
 def _rows_in_main_file(path: Path) -> int:
-    """What the database file itself holds, ignoring the WAL (an immutable open reads no WAL)."""
+    """What the database file itself holds, ignoring the WAL (an immutable open reads no WAL,
+    and no locks: read while a checkpoint writes the file, it may find pages half copied,
+    which counts as not there yet)."""
     conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
     try:
         return int(conn.execute("SELECT count(*) FROM t").fetchone()[0])
-    except sqlite3.OperationalError:  # the table is not in the main file yet either
+    except sqlite3.DatabaseError:  # no table in the main file yet, or a checkpoint under way
         return 0
     finally:
         conn.close()
