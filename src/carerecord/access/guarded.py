@@ -11,11 +11,11 @@ entry of a Bundle passes the same checks.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Select, func, select
+from sqlalchemy import ColumnElement, Connection, Select, func, select
 
 from carerecord.access import labels
 from carerecord.access.clauses import GuardedCompiler
@@ -41,11 +41,13 @@ class GuardedSearcher(Searcher):
         self.direct = searcher.direct
         self.guard = guard
         self.extra = guard.restriction()
+        self.narrowing: list[ColumnElement[bool]] = []  # an operation's own conditions (everything)
         self._extra_sql: tuple[str, list[Any] | None] | None = None
 
     def plan(self, q: Query) -> Plan:
         plan = super().plan(q)
         plan.conds.extend(self.extra)
+        plan.conds.extend(self.narrowing)
         plan.conds.extend(self.compiler.top_level(q, s.resources))
         return plan
 
@@ -53,6 +55,8 @@ class GuardedSearcher(Searcher):
         """What :meth:`plan` adds (the guard's restriction, and the criteria conditions on the
         rows returned) as SQL text for direct pages (store/direct.py); the restriction is
         compiled once per request."""
+        if self.narrowing:
+            return None  # not written as text: the general path
         top = self.compiler.top_level(q, s.resources)
         if top:  # a clause reads a field redacted for some patient: compiled for this search
             return direct.conditions_sql([*self.extra, *top], postgres)
@@ -66,7 +70,7 @@ class GuardedSearcher(Searcher):
     def count_query(self, q: Query) -> Select[Any]:
         """Counts over ``resources`` with the restriction (the store's index-only count would
         skip it and so count forbidden rows)."""
-        if not self.extra and not self.compiler.top_level(q, s.resources):
+        if not self.extra and not self.narrowing and not self.compiler.top_level(q, s.resources):
             return super().count_query(q)
         return select(func.count()).select_from(s.resources).where(*self.where(q))
 
@@ -127,13 +131,19 @@ class GuardedSearcher(Searcher):
         comps = self.guard.patients_of(conn, found)
         return out + [h for h in found if not redacting & set(comps.get(h.rid, []))]
 
-    def everything(self, conn: Connection, q: Query, count: int, referenced: Callable[[str], bool]) -> SearchResult:
+    def everything(self, conn: Connection, q: Query, count: int, referenced: Callable[[str], bool],
+                   narrowing: Sequence[ColumnElement[bool]] = ()) -> SearchResult:
         """One page of ``Patient/{id}/$everything``: ``q`` is the compartment search (its types,
-        ``_since``, cursor), run and filtered like any search; then the resources the page's
-        matches refer to, through any reference parameter, of the types ``referenced`` accepts
-        (Practitioners, Organizations, Medications...), each passed through the guard too."""
+        ``_since``, cursor) with the conditions ``narrowing`` (care dates) on its rows, run and
+        filtered like any search; then the resources the page's matches refer to, through any
+        reference parameter, of the types ``referenced`` accepts (Practitioners, Organizations,
+        Medications...), each passed through the guard too."""
         q.include, q.revinclude = [], []
-        result = self.run(conn, q, count)
+        self.narrowing = list(narrowing)
+        try:
+            result = self.run(conn, q, count)
+        finally:
+            self.narrowing = []
         wanted = Query(q.res_types, include=[(t, "*", None, False) for t in sorted({h.res_type for h in result.matches})])
         result.included = self.includes(conn, wanted, result.matches,
                                         lambda fresh: [h for h in fresh if referenced(h.res_type)])
