@@ -13,12 +13,13 @@ other: paging, cursors and the guard's restriction are unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, FromClause, and_, exists, literal, or_, select
 
 from carerecord.fhir.care_dates import CARE_DATES
 from carerecord.store import schema as s
+from carerecord.store.search import unindexed
 
 
 def care_condition(types: Iterable[str], low: int | None, high: int | None,
@@ -44,13 +45,13 @@ def care_condition(types: Iterable[str], low: int | None, high: int | None,
         start = [s.param_key(t, CARE_DATES[t].start) for t in group]
         tests: list[ColumnElement[bool]] = []
         if high is not None:  # it began by the range's end
-            tests.append(_dated(r, start, lambda d: d.c.low <= high))
+            tests.append(_dated(r, start, lambda d: d.low <= high))
         if low is not None:  # and had not ended before the range began
             if has_end:
                 end = [s.param_key(t, CARE_DATES[t].end or "") for t in group]
-                goes_on = [~_dated(r, end, None), _dated(r, end, lambda d: d.c.high >= low)]
+                goes_on = [~_dated(r, end, None), _dated(r, end, lambda d: d.high >= low)]
             else:
-                goes_on = [_dated(r, start, lambda d: d.c.high >= low)]
+                goes_on = [_dated(r, start, lambda d: d.high >= low)]
             if statuses is not None:
                 keys = [s.param_key(t, (CARE_DATES[t].ongoing or ("", ()))[0]) for t in group]
                 goes_on.append(_status(r, keys, statuses))
@@ -59,19 +60,40 @@ def care_condition(types: Iterable[str], low: int | None, high: int | None,
     return or_(*parts)
 
 
+class _Probe:
+    """An index table's columns but ``rid`` made unindexable (``store.search.unindexed``), so
+    each test seeks the candidate's own rows by rid. Left to choose, SQLite without statistics
+    took ``ix_date_range (pkey=? AND low<?)`` for these probes: a walk of every date of the key."""
+
+    def __init__(self, table: FromClause) -> None:
+        self._cols = {c.name: unindexed(c) for c in table.c if c.name != "rid"}
+
+    def __getattr__(self, name: str) -> Any:
+        return self._cols[name]
+
+
+def _exists(table: FromClause, r: FromClause, *conds: ColumnElement[bool]) -> ColumnElement[bool]:
+    """A correlated probe (OFFSET 0 keeps PostgreSQL from turning it into a join it may run
+    first, as ``store.search`` does for its probes)."""
+    return exists(select(literal(1)).where(table.c.rid == r.c.rid, *conds)
+                  .suffix_with("OFFSET 0", dialect="postgresql"))
+
+
 def _dated(r: FromClause, pkeys: list[int], test: Callable[[Any], ColumnElement[bool]] | None) -> ColumnElement[bool]:
     """Whether the row of ``r`` has date index rows of ``pkeys`` (meeting ``test``, if given)."""
     d = s.idx_date.alias()
-    conds: list[ColumnElement[bool]] = [d.c.rid == r.c.rid, _keys(d, pkeys)]
+    probe = _Probe(d)
+    conds: list[ColumnElement[bool]] = [_keys(probe.pkey, pkeys)]
     if test is not None:
-        conds.append(test(d))
-    return exists(select(literal(1)).where(*conds))
+        conds.append(test(probe))
+    return _exists(d, r, *conds)
 
 
 def _status(r: FromClause, pkeys: list[int], statuses: tuple[str, ...]) -> ColumnElement[bool]:
     t = s.idx_token.alias()
-    return exists(select(literal(1)).where(t.c.rid == r.c.rid, _keys(t, pkeys), t.c.code.in_(statuses)))
+    probe = _Probe(t)
+    return _exists(t, r, _keys(probe.pkey, pkeys), probe.code.in_(statuses))
 
 
-def _keys(table: FromClause, pkeys: list[int]) -> ColumnElement[bool]:
-    return table.c.pkey == pkeys[0] if len(pkeys) == 1 else table.c.pkey.in_(pkeys)
+def _keys(pkey: Any, pkeys: list[int]) -> ColumnElement[bool]:
+    return cast(ColumnElement[bool], pkey == pkeys[0] if len(pkeys) == 1 else pkey.in_(pkeys))

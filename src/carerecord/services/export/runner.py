@@ -180,10 +180,15 @@ class _Scoped(GuardedSearcher):
         self.filters = filters or {}
 
     def run(self, conn: Connection, q: Query, count: int) -> SearchResult:
+        self.apply_filters(conn)
+        return super().run(conn, q, count)
+
+    def apply_filters(self, conn: Connection) -> None:
+        """Add the ``_typeFilter`` condition to the page's (once; its codes and the guard's
+        conditions looked up on ``conn``)."""
         filters, self.filters = self.filters, {}
         if filters:
             self.extra = [*self.extra, self._filtered(conn, filters)]
-        return super().run(conn, q, count)
 
     def _filtered(self, conn: Connection, filters: dict[str, list[Query]]) -> ColumnElement[bool]:
         """Rows of an unfiltered type, or matching one of their type's filters (the type tested
@@ -230,7 +235,7 @@ def conditions(req: ExportRequest, cursor: str | None) -> list[ColumnElement[boo
 
 
 def page_searcher(searcher: Searcher, who: Principal, req: ExportRequest, cursor: str | None,
-                  filters: dict[str, list[Query]] | None = None) -> GuardedSearcher:
+                  filters: dict[str, list[Query]] | None = None) -> _Scoped:
     """The searcher of one page: a fresh guard of ``who`` (its memo and audit notes stay one
     page's size) with the export's conditions and the ``_typeFilter`` queries of the types the
     page may hold (:func:`filter_queries`)."""
