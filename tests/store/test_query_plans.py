@@ -305,9 +305,10 @@ def test_everything_care_dates_are_seeks_per_compartment_row(community: Reposito
     searcher.narrowing = [care]
     lines = explain(community, searcher.page_query(q, 50))
     text_plan = "\n".join(lines)
-    if community.is_postgres:
+    if community.is_postgres:  # its planner has statistics: it may take (pkey, ..., rid) for a key with no rows
         assert "Seq Scan" not in text_plan and "ix_compartments_patient" in text_plan, text_plan
-        assert "ix_date_range" not in text_plan, text_plan
+        subplans = [line for line in lines if line.strip().startswith("SubPlan")]
+        assert subplans and text_plan.count("rid = resources.rid") >= len(subplans), text_plan
         return
     assert not any(line.startswith("SCAN ") for line in lines), text_plan
     assert "ix_compartments_patient (patient_id=?)" in text_plan, text_plan
