@@ -50,6 +50,9 @@ PARAMEDIC = _staff("ambulance-0", "paramedic", "demo-org-ambulance")
 CARE_WORKER = _staff("carehome0-2", "care-worker", "demo-org-carehome0")
 RECEPTIONIST = _staff("gp0-8", "receptionist", "demo-org-gp0")
 PRIVACY_OFFICER = _staff("privacy-officer", "privacy-officer", "demo-org-hospital")
+# The demo community has one privacy officer (the hospital trust's); the first GP practice's is
+# added by the tests that need two organisations' (practice_privacy_officer).
+PRACTICE_PRIVACY_OFFICER = _staff("gp0-privacy-officer", "privacy-officer", "demo-org-gp0")
 PATIENT = Persona("patient", f"Patient/{pid(0)}", patients=(pid(0),))
 PROXY = Persona("proxy", "RelatedPerson/demo-proxy-000001", patients=(pid(1),))
 OTHER_PATIENT = Persona("patient", f"Patient/{pid(2)}", patients=(pid(2),))
@@ -128,6 +131,20 @@ def same_answer(a: httpx.Response, b: httpx.Response, a_id: str, b_id: str) -> N
     """Two answers are identical but for the ids asked about."""
     assert a.status_code == b.status_code, (a.text, b.text)
     assert a.text.replace(a_id, "X") == b.text.replace(b_id, "X")
+
+
+def practice_privacy_officer(demo: httpx.Client) -> Persona:
+    """Add the first GP practice's privacy officer (Practitioner and PractitionerRole, coded as
+    the role table's privacy officer) to the demo community; the persona."""
+    who = PRACTICE_PRIVACY_OFFICER
+    put(demo, {"resourceType": "Practitioner", "id": "demo-staff-gp0-privacy-officer", "active": True,
+               "name": [{"family": "Adeyemi", "given": ["Tola"]}]})
+    put(demo, {"resourceType": "PractitionerRole", "id": "demo-role-gp0-privacy-officer", "active": True,
+               "practitioner": {"reference": who.subject},
+               "organization": {"reference": f"{who.organization}"},
+               "code": [{"coding": [{"system": "https://carerecord.org/fhir/CodeSystem/access-role",
+                                     "code": "privacy-officer", "display": "Privacy officer"}]}]})
+    return who
 
 
 def open_encounter(demo: httpx.Client, patient: str, org: str) -> str:

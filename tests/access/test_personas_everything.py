@@ -51,7 +51,9 @@ def pages(demo: httpx.Client, first: str, headers: dict[str, str] | None = None,
 
 
 def everything(demo: httpx.Client, patient: str, headers: dict[str, str] | None = None, **params: str) -> list[dict[str, Any]]:
-    return [e["resource"] for e in pages(demo, f"/Patient/{patient}/$everything", headers, _count="1000", **params)]
+    """The resources of every page (not the OperationOutcome entries of notes and warnings)."""
+    return [e["resource"] for e in pages(demo, f"/Patient/{patient}/$everything", headers, _count="1000", **params)
+            if e["search"]["mode"] != "outcome"]
 
 
 def test_a_patient_gets_their_whole_record_and_who_recorded_it(demo: httpx.Client, as_: Any) -> None:
@@ -171,3 +173,115 @@ def test_the_capability_statement_offers_everything(demo: httpx.Client) -> None:
     [patient] = [r for r in cap["rest"][0]["resource"] if r["type"] == "Patient"]
     assert {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"} \
         in patient["operation"]
+
+
+# -- care dates: start and end ------------------------------------------------------------------------
+def care_record(demo: httpx.Client, patient: str) -> dict[str, str]:
+    """Resources of ``patient`` with known care dates, all recorded now, by what each is."""
+    subject = {"reference": f"Patient/{patient}"}
+    snomed = {"coding": [{"system": "http://snomed.info/sct", "code": "38341003"}]}
+    clinical = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+
+    def enc(start: str, end: str | None = None) -> dict[str, Any]:
+        period = {"start": start, **({"end": end} if end else {})}
+        return {"resourceType": "Encounter", "id": new_id("enc"), "status": "finished" if end else "in-progress",
+                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                "subject": subject, "period": period}
+
+    def condition(status: str, onset: str, abatement: str | None = None) -> dict[str, Any]:
+        return {"resourceType": "Condition", "id": new_id("cond"), "subject": subject, "code": snomed,
+                "clinicalStatus": {"coding": [{"system": clinical, "code": status}]}, "onsetDateTime": onset,
+                **({"abatementDateTime": abatement} if abatement else {})}
+
+    def prescription(status: str, authored: str) -> dict[str, Any]:
+        return {"resourceType": "MedicationRequest", "id": new_id("med"), "status": status, "intent": "order",
+                "medicationCodeableConcept": {"text": "Ramipril 5mg capsules"}, "subject": subject,
+                "authoredOn": authored}
+
+    made = {
+        "obs 2019": observation(patient, effectiveDateTime="2019-06-01"),
+        "obs 2024": observation(patient, effectiveDateTime="2024-03-01T10:00:00Z"),
+        "obs 2025": observation(patient, effectiveDateTime="2025-02-01"),
+        "obs undated": observation(patient),
+        "open encounter": enc("2020-01-01"),
+        "closed encounter": enc("2021-01-01", "2021-02-01"),
+        "spanning encounter": enc("2023-12-20", "2024-01-03"),
+        "active condition": condition("active", "2015-05-01"),
+        "resolved condition": condition("resolved", "2015-05-01", "2016-01-01"),
+        "active prescription": prescription("active", "2022-01-10"),
+        "completed prescription": prescription("completed", "2022-01-10"),
+        "allergy": {"resourceType": "AllergyIntolerance", "id": new_id("allergy"), "patient": subject,
+                    "code": {"text": "Penicillin"}, "recordedDate": "2010-01-01"},
+    }
+    return {what: f"{r['resourceType']}/{put(demo, r)['id']}" for what, r in made.items()}
+
+
+def test_start_and_end_select_the_care_of_a_date_range_not_when_it_was_recorded(
+        demo: httpx.Client, as_: Any) -> None:
+    made = care_record(demo, pid(0))
+    h = as_(PATIENT)
+    found = refs(everything(demo, pid(0), h, start="2024-01-01", end="2024-12-31")) & set(made.values())
+    inside = {"obs 2024", "obs undated", "open encounter", "spanning encounter", "active condition",
+              "active prescription", "allergy"}
+    assert found == {made[w] for w in inside}, sorted(w for w, ref in made.items() if ref in found)
+    assert f"Patient/{pid(0)}" in refs(everything(demo, pid(0), h, start="2024-01-01"))  # no care date: included
+    only_start = refs(everything(demo, pid(0), h, start="2024")) & set(made.values())
+    assert only_start == {made[w] for w in inside | {"obs 2025"}}
+    only_end = refs(everything(demo, pid(0), h, end="2019-12")) & set(made.values())
+    assert only_end == {made[w] for w in ("obs 2019", "obs undated", "active condition", "resolved condition",
+                                           "allergy")}
+    # with _since (when recorded) and _type too: each narrows on its own terms
+    typed = everything(demo, pid(0), h, start="2024-01-01", _type="Observation", _since="2000-01-01T00:00:00Z")
+    assert {x["resourceType"] for x in typed} == {"Observation"}
+    assert refs(typed) & set(made.values()) == {made[w] for w in ("obs 2024", "obs 2025", "obs undated")}
+
+
+def test_paging_keeps_the_care_dates_and_says_how_they_were_applied(demo: httpx.Client, as_: Any) -> None:
+    care_record(demo, pid(0))
+    h = as_(PATIENT)
+    whole = everything(demo, pid(0), h, start="2024-01-01", end="2024-12-31")
+    first = demo.get(f"/Patient/{pid(0)}/$everything", headers=h, params={"start": "2024-01-01", "end": "2024-12-31",
+                                                                          "_count": "3"})
+    assert first.status_code == 200, first.text
+    [nxt] = [link["url"] for link in first.json()["link"] if link["relation"] == "next"]
+    assert "start=2024-01-01" in nxt and "end=2024-12-31" in nxt and "_count=3" in nxt
+    walked = pages(demo, f"/Patient/{pid(0)}/$everything", h, start="2024-01-01", end="2024-12-31", _count="3")
+    matches = [f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in walked
+               if e["search"]["mode"] == "match"]
+    assert len(matches) == len(set(matches))
+    assert set(matches) | refs([e["resource"] for e in walked if e["search"]["mode"] == "include"]) == refs(whole)
+    assert {e["resource"]["resourceType"] for e in walked if e["search"]["mode"] == "outcome"} == {"OperationOutcome"}
+    [note] = [e["resource"] for e in first.json()["entry"] if e["search"]["mode"] == "outcome"]
+    assert note["issue"][0]["severity"] == "information" and note["issue"][0]["expression"] == ["start", "end"]
+
+
+def test_care_dates_go_through_the_guard(demo: httpx.Client, as_: Any) -> None:
+    open_encounter(demo, pid(4), "demo-org-ambulance")
+    sensitive = put(demo, observation(pid(4), effectiveDateTime="2024-05-01", meta={
+        "source": "https://gp.example/Organization/demo-org-gp0", "security": [{"system": ACT, "code": "MH"}]}))
+    dated = {"start": "2024-01-01", "end": "2024-12-31"}
+    assert f"Observation/{sensitive['id']}" in refs(everything(demo, pid(4), as_(GP), **dated))
+    assert f"Observation/{sensitive['id']}" not in refs(everything(demo, pid(4), as_(PARAMEDIC), **dated))
+    h = as_(PATIENT)
+    a = demo.get(f"/Patient/{pid(2)}/$everything", headers=h, params=dated)
+    assert a.status_code == 404
+    same_answer(a, demo.get("/Patient/nobody/$everything", headers=h, params=dated), pid(2), "nobody")
+
+
+def test_bad_parameters_are_400_naming_the_parameter(demo: httpx.Client, as_: Any) -> None:
+    h = as_(PATIENT)
+    for params, where in (({"start": "yesterday"}, "start"), ({"end": "2024-02-30"}, "end"),
+                          ({"start": "2024-06-01", "end": "2024-01-01"}, "end"), ({"start": "2024-13"}, "start"),
+                          ({"_count": "0"}, "_count"), ({"_count": "lots"}, "_count"),
+                          ({"_type": "Observation,Nonsense"}, "_type"), ({"_since": "2024-01-01T25:00:00Z"}, "_since")):
+        r = demo.get(f"/Patient/{pid(0)}/$everything", params=params, headers=h)
+        assert r.status_code == 400, (params, r.text)
+        assert r.json()["issue"][0]["expression"] == [where], (params, r.text)
+    twice = demo.get(f"/Patient/{pid(0)}/$everything?start=2024&start=2023", headers=h)
+    assert twice.status_code == 400 and twice.json()["issue"][0]["expression"] == ["start"]
+    posted = demo.post(f"/Patient/{pid(0)}/$everything", headers=h, json={"resourceType": "Parameters", "parameter": [
+        {"name": "start", "valueDate": "2024-01-01"}, {"name": "end", "valueDate": "2023-01-01"}]})
+    assert posted.status_code == 400 and posted.json()["issue"][0]["expression"] == ["end"]
+    posted = demo.post(f"/Patient/{pid(0)}/$everything", headers=h, json={"resourceType": "Parameters", "parameter": [
+        {"name": "start", "valueDate": "2024-01-01"}, {"name": "_count", "valueInteger": 1000}]})
+    assert posted.status_code == 200, posted.text

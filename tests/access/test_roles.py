@@ -42,6 +42,13 @@ def test_the_privacy_officer_reviews_access_and_audit_but_reads_no_clinical_reco
     assert not officer.may(Activity.READ_CLINICAL_RECORD)
 
 
+def test_security_labels_are_changed_by_clinicians_and_privacy_officers_only() -> None:
+    own = {r.key for r in ROLES if r.may(Activity.LABEL_OWN_RECORDS)}
+    registered = {r.key for r in ROLES if r.may(Activity.LABEL_REGISTERED_RECORDS)}
+    assert own == {"doctor", "nurse", "pharmacist", "paramedic", "privacy-officer"}
+    assert registered == {"privacy-officer"}  # the S-flag of the practice's patients, not clinicians'
+
+
 def test_an_unknown_job_role_gets_no_role_at_all() -> None:
     assert default_table().for_codes([(SDS, "R9999"), ("http://example.org", "boss")]) is None
 

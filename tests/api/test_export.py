@@ -562,6 +562,105 @@ def test_a_stale_heartbeat_means_the_job_is_interrupted(world: httpx.Client, wor
             outcome(c.get(status_url.replace(workers[0].base, other)), 500, "exception")
 
 
+# -- _typeFilter and the POST kick-off --------------------------------------------------------------------------
+def test_a_type_filter_narrows_the_types_it_names_and_leaves_the_others_whole(world: httpx.Client) -> None:
+    exported = download(world, wait(world, kick_off(
+        world, "/$export", _type="Observation,Condition,Patient",
+        _typeFilter="Observation?subject=Patient/pat-a,Observation?value-quantity=ge65")))
+    assert ids(exported["Observation"]) == {f"obs-pat-a-{n}" for n in range(6)} | {"obs-pat-b-5", "obs-pat-c-5"}
+    assert ids(exported["Condition"]) == {"cond-pat-a", "cond-pat-b", "cond-pat-c"}
+    assert ids(exported["Patient"]) == {"pat-a", "pat-b", "pat-c"}
+    # the same as the searches, and criteria of a Group export too; a filter that matches nothing exports nothing
+    assert {r["id"]: r for r in exported["Observation"] if r["subject"]["reference"] == "Patient/pat-a"} == \
+        searched(world, "/Observation?subject=Patient/pat-a")
+    grouped = download(world, wait(world, kick_off(world, "/Group/grp-1/$export", _type="Observation,Patient",
+                                                   _typeFilter="Observation?subject:Patient.name=PAT-C")))
+    assert ids(grouped["Observation"]) == {f"obs-pat-c-{n}" for n in range(6)}
+    assert ids(grouped["Patient"]) == {"pat-a", "pat-c"}
+    nothing = wait(world, kick_off(world, "/$export", _type="Observation", _typeFilter="Observation?status=cancelled"))
+    assert nothing["output"] == []
+
+
+def test_a_type_filter_cannot_widen_what_a_secondary_use_client_exports(
+        world: httpx.Client, engine: Engine, workers: list[Worker]) -> None:
+    base = workers[0].base
+    opted_out = "https://carerecord.org/fhir/CodeSystem/consent-category|national-data-opt-out"
+    filters = {"Observation": ["Observation?subject=Patient/pat-c", "Observation?subject:Patient.name=PAT-C"],
+               "Patient": ["Patient?_id=pat-c", f"Patient?_has:Consent:patient:category={opted_out}"],
+               # reference data chosen by what an opted-out patient's record says: the criteria see only
+               # what the client may, or the Organization exported would tell of pat-c
+               "Organization": ["Organization?_has:Patient:organization:name=PAT-C"]}
+    with _client(base, _secondary_use_token(engine, base)) as research:
+        for res_type, queries in filters.items():
+            for query in queries:
+                manifest = wait(research, kick_off(research, "/$export", _type=res_type, _typeFilter=query))
+                assert manifest["output"] == [], query  # pat-c opted out: nothing of theirs, by any criteria
+    for res_type, queries in filters.items():  # a direct-care client finds them by the same filters
+        for query in queries:
+            exported = download(world, wait(world, kick_off(world, "/$export", _type=res_type, _typeFilter=query)))
+            assert exported[res_type], query
+            if res_type != "Organization":
+                assert all("pat-c" in orjson.dumps(r).decode() for r in exported[res_type]), query
+
+
+def parameters(*pairs: tuple[str, str, str]) -> dict[str, Any]:
+    """A Parameters body of (name, value[x] key, value)."""
+    return {"resourceType": "Parameters", "parameter": [{"name": n, k: v} for n, k, v in pairs]}
+
+
+def test_a_post_kick_off_takes_its_parameters_from_a_parameters_body(
+        world: httpx.Client, workers: list[Worker], engine: Engine) -> None:
+    store = AuditStore(engine)
+    before = store.last_seq()
+    body = parameters(("_type", "valueString", "Observation,Patient"), ("_outputFormat", "valueString", "ndjson"),
+                      ("_since", "valueInstant", "2000-01-01T00:00:00Z"),
+                      ("_typeFilter", "valueString", "Observation?subject=Patient/pat-b"),
+                      ("_typeFilter", "valueString", "Patient?_id=pat-b"))
+    r = world.post("/Patient/$export", headers=ASYNC, json=body)
+    assert r.status_code == 202, r.text
+    manifest = wait(world, r.headers["content-location"])
+    assert manifest["request"] == f"{workers[0].base}/Patient/$export"  # a POST's parameters are in its body
+    exported = download(world, manifest)
+    assert ids(exported["Observation"]) == {f"obs-pat-b-{n}" for n in range(6)}
+    assert ids(exported["Patient"]) == {"pat-b"}
+    [record] = [orjson.loads(e.content) for e in store.since(before)
+                if '"op":"export"' in e.content and e.patient == "pat-b"]
+    assert record["p"] == "/Patient/$export"
+    for path in ("/$export", "/Group/grp-1/$export"):
+        r = world.post(path, headers=ASYNC, json=parameters(("_type", "valueString", "Patient")))
+        assert r.status_code == 202, r.text
+        assert set(download(world, wait(world, r.headers["content-location"]))) == {"Patient"}
+
+
+@pytest.mark.parametrize(("body", "status", "expression"), [
+    ({"resourceType": "Bundle", "type": "collection"}, 400, "resourceType"),
+    (parameters(("_since", "valueInstant", "yesterday")), 400, "Parameters.parameter[0].valueInstant"),
+    (parameters(("_type", "valueString", "Patient"), ("_typeFilter", "valueString", "Patient?flavour=x")), 400,
+     "Parameters.parameter[1].valueString"),
+    (parameters(("_type", "valueString", "Patient"), ("_typeFilter", "valueString", "Patient?name=a"),
+                ("_typeFilter", "valueString", "Patient?_sort=name")), 400, "Parameters.parameter[2].valueString"),
+    (parameters(("_outputFormat", "valueString", "ndjson"), ("_outputFormat", "valueString", "ndjson")), 400,
+     "Parameters.parameter[1].valueString"),
+    (parameters(("patient", "valueReference", {"reference": "Patient/pat-a"})), 400,  # type: ignore[arg-type]
+     "Parameters.parameter[0].valueReference"),
+    ({"resourceType": "Parameters", "parameter": [{"name": "_type"}]}, 400, "Parameters.parameter[0]"),
+    (parameters(("_type", "valueString", "Nonsense")), 400, "Parameters.parameter[0].valueString"),
+])
+def test_a_bad_post_kick_off_names_the_parameter(body: dict[str, Any], status: int, expression: str,
+                                                  world: httpx.Client) -> None:
+    outcome(world.post("/$export", headers=ASYNC, json=body), status, "invalid", expression)
+
+
+def test_a_post_kick_off_is_held_to_the_scopes_like_a_get(world: httpx.Client, engine: Engine,
+                                                           workers: list[Worker]) -> None:
+    base = workers[0].base
+    with _client(base, _token(engine, base, "system/Observation.rs")) as c:
+        for body in (parameters(("_type", "valueString", "Patient")),
+                     parameters(("_typeFilter", "valueString", "Patient?_id=pat-a"))):
+            outcome(c.post("/$export", headers=ASYNC, json=body), 403, "forbidden")
+        outcome(c.post("/$export", json=parameters(("_type", "valueString", "Observation"))), 400, "invalid", "Prefer")
+
+
 # -- bad requests --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("path", "params", "headers", "status", "expression"), [
     ("/$export", {}, {}, 400, "Prefer"),
@@ -570,8 +669,18 @@ def test_a_stale_heartbeat_means_the_job_is_interrupted(world: httpx.Client, wor
     ("/Patient/$export", {"_type": "Organization"}, ASYNC, 400, "_type"),
     ("/$export", {"_since": "yesterday"}, ASYNC, 400, "_since"),
     ("/$export", {"_since": "2026-02-30"}, ASYNC, 400, "_since"),
-    ("/$export", {"_typeFilter": "Observation?code=8867-4"}, ASYNC, 400, "_typeFilter"),
     ("/$export", {"_outputFormat": "ndjson", "_elements": "id"}, ASYNC, 400, "_elements"),
+    ("/$export", {"_typeFilter": "Observation"}, ASYNC, 400, "_typeFilter"),
+    ("/$export", {"_typeFilter": "Observation?"}, ASYNC, 400, "_typeFilter"),
+    ("/$export", {"_typeFilter": "Nonsense?status=final"}, ASYNC, 400, "_typeFilter"),
+    ("/$export", {"_typeFilter": "Observation?flavour=sweet"}, ASYNC, 400, "_typeFilter"),
+    ("/$export", {"_typeFilter": "Observation?date=yesterday"}, ASYNC, 400, "_typeFilter"),
+    ("/$export", {"_typeFilter": "Observation?status=final&_sort=date"}, ASYNC, 400, "_typeFilter"),
+    ("/$export", {"_typeFilter": "Observation?_include=Observation:subject"}, ASYNC, 400, "_typeFilter"),
+    ("/$export", {"_typeFilter": "Observation?_count=1"}, ASYNC, 400, "_typeFilter"),
+    ("/$export", {"_typeFilter": "Observation?code:below=http://unknown.example|1"}, ASYNC, 400, "_typeFilter"),
+    ("/$export", {"_type": "Patient", "_typeFilter": "Observation?status=final"}, ASYNC, 400, "_typeFilter"),
+    ("/Patient/$export", {"_typeFilter": "Organization?name=x"}, ASYNC, 400, "_typeFilter"),
 ])
 def test_bad_kick_offs_are_refused_with_an_operation_outcome(
         path: str, params: dict[str, str], headers: dict[str, str], status: int, expression: str,
@@ -580,7 +689,8 @@ def test_bad_kick_offs_are_refused_with_an_operation_outcome(
 
 
 def test_unsupported_parameters_are_ignored_when_the_client_prefers_lenient_handling(world: httpx.Client) -> None:
-    r = world.get("/$export", params={"_type": "Patient", "_typeFilter": "Patient?name=x", "_outputFormat": "ndjson"},
+    r = world.get("/$export", params={"_type": "Patient", "_elements": "name", "includeAssociatedData": "LatestProvenanceResources",
+                                      "_outputFormat": "ndjson"},
                   headers={"Prefer": "respond-async, handling=lenient"})
     assert r.status_code == 202, r.text
     manifest = wait(world, r.headers["content-location"])
@@ -588,7 +698,8 @@ def test_unsupported_parameters_are_ignored_when_the_client_prefers_lenient_hand
 
 
 def test_export_routes_answer_other_methods_with_405(world: httpx.Client) -> None:
-    outcome(world.post("/$export", headers=ASYNC, json={"resourceType": "Parameters"}), 405, "not-supported")
+    outcome(world.put("/$export", headers=ASYNC, json={"resourceType": "Parameters"}), 405, "not-supported")
+    outcome(world.delete("/Patient/$export", headers=ASYNC), 405, "not-supported")
     outcome(world.put(f"/$export-status/{'0' * 32}", json={}), 405, "not-supported")
 
 

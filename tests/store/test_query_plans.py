@@ -12,12 +12,16 @@ from typing import Any
 import pytest
 from sqlalchemy import Select, text
 
+from carerecord.access.guard import Guard
+from carerecord.access.guarded import GuardedSearcher
 from carerecord.access.principal import Kind, Principal, Purpose
 from carerecord.access.scopes import ScopeSet
+from carerecord.fhir import model
 from carerecord.fhir.search_query import parse
-from carerecord.services.export.request import ExportRequest
-from carerecord.services.export.runner import member_query, page_searcher, type_query
+from carerecord.services.export.request import ExportRequest, TypeFilter
+from carerecord.services.export.runner import filter_queries, member_query, page_searcher, type_query
 from carerecord.store import direct, paging
+from carerecord.store.care_dates import care_condition
 from carerecord.store.interactions import Interactions
 from carerecord.store.repository import Repository
 from carerecord.store.search import Searcher, rank
@@ -281,3 +285,56 @@ def test_export_pages_continue_on_an_index_and_sort_nothing(community: Repositor
     for i, line in enumerate(lines):
         if line.startswith("CORRELATED"):
             assert "rid=?" in lines[i + 1] or "ref_id=?" in lines[i + 1], text_plan
+
+
+def _system(purpose: Purpose = Purpose.DIRECT_CARE) -> Principal:
+    return Principal(Kind.SYSTEM, "exporter", "exporter", ScopeSet.parse("system/*.rs"), "iss", "jti", 0,
+                     purpose=purpose)
+
+
+def test_everything_care_dates_are_seeks_per_compartment_row(community: Repository) -> None:
+    """``$everything``'s start/end (store/care_dates.py) do not change what drives the page (the
+    patient's compartment rows): each care-date test is a seek on the candidate's own index
+    rows, never a walk of a date range of every resource."""
+    types = tuple(sorted(set(model.patient_compartment()) | {"Patient"}))
+    q = parse(types, [], community.registry)
+    q.compartment = "p1"
+    searcher = GuardedSearcher(Searcher(community.registry), Guard(_system()))
+    care = care_condition(types, 1_600_000_000_000_000, 1_700_000_000_000_000)
+    assert care is not None
+    searcher.narrowing = [care]
+    lines = explain(community, searcher.page_query(q, 50))
+    text_plan = "\n".join(lines)
+    if community.is_postgres:  # its planner has statistics: it may take (pkey, ..., rid) for a key with no rows
+        assert "Seq Scan" not in text_plan and "ix_compartments_patient" in text_plan, text_plan
+        subplans = [line for line in lines if line.strip().startswith("SubPlan")]
+        assert subplans and text_plan.count("rid = resources.rid") >= len(subplans), text_plan
+        return
+    assert not any(line.startswith("SCAN ") for line in lines), text_plan
+    assert "ix_compartments_patient (patient_id=?)" in text_plan, text_plan
+    probes_seek_by_rid(lines)
+    with community.reading() as conn:  # and it finds what it should: p1's Observations of 2020-2023
+        found = searcher.everything(conn, q, 100, lambda t: False, [care])
+    assert {h.res_type for h in found.matches} == {"Patient", "Observation"} and len(found.matches) == 4
+
+
+def test_an_export_page_with_a_type_filter_still_continues_on_the_index(community: Repository) -> None:
+    """A ``_typeFilter`` adds seeks on each candidate's own index rows to an export's page: the
+    page still continues on the (res_type, last_updated) index in its order."""
+    req = ExportRequest("system", None, ("Observation",), None, "application/fhir+ndjson", "/$export",
+                        filters=(TypeFilter("Observation", "code=http://loinc.org|8867-4&value-quantity=ge62", "_typeFilter"),
+                                 TypeFilter("Observation", "subject:Patient.name=smith", "_typeFilter")))
+    q = type_query("Observation", community.registry, "http://example.org/fhir")
+    q.cursor = paging.Cursor(paging.NEXT, (1_700_000_000_000_000,), 17).encode()
+    filters = filter_queries(req, ("Observation",), community.registry, "http://example.org/fhir")
+    searcher = page_searcher(Searcher(community.registry), _system(Purpose.SECONDARY_USE), req, q.cursor, filters)
+    with community.reading() as conn:
+        searcher.apply_filters(conn)
+    lines = explain(community, searcher.page_query(q, 500), sorted_by_index=True)
+    text_plan = "\n".join(lines)
+    if community.is_postgres:
+        assert "Seq Scan" not in text_plan and "ix_resources_type_updated" in text_plan, text_plan
+        assert not [line for line in lines if line.strip().removeprefix("->  ").startswith("Sort  (")], text_plan
+        return
+    assert not any(line.startswith("SCAN ") for line in lines) and "TEMP B-TREE" not in text_plan, text_plan
+    assert "ix_resources_type_updated (res_type=? AND last_updated>?)" in lines[0], text_plan

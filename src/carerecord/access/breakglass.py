@@ -8,7 +8,9 @@ free text (an empty text is refused: a reason nobody can review is no reason), l
 0006), listed in the privacy officer's queue (``GET /fhir/$access-queue``) until reviewed, and
 named as the access basis in the patient's access log ("self-claimed", "break-glass:<reason>").
 
-The privacy officer closes each item (:func:`review`, ``POST /fhir/$review-access``, the
+Each privacy officer's queue holds the items of their own organisation (:func:`in_scope`): made
+by its staff, or about patients registered with it; a region's other organisations' are not
+theirs to see or close. The privacy officer closes each item (:func:`review`, ``POST /fhir/$review-access``, the
 REVIEW_ACCESS activity) with an outcome from :data:`OUTCOMES` and a note (required, as for the
 claim itself), recorded with who reviewed it and when (migration 0008); an item is reviewed
 once. An ``inappropriate`` outcome also ends the grant at once: access found unjustified does
@@ -24,6 +26,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    ColumnElement,
     Connection,
     Engine,
     Index,
@@ -31,12 +34,14 @@ from sqlalchemy import (
     Select,
     Table,
     Text,
+    false,
     insert,
+    or_,
     select,
     update,
 )
 
-from carerecord.access import tables
+from carerecord.access import relationships, tables
 from carerecord.errors import Conflict, Invalid, NotFound
 from carerecord.store.records import now_us
 
@@ -145,12 +150,23 @@ def granted_patients(practitioner_role: str) -> Select[tuple[str]]:
                                              grants.c.expires_us > now_us())
 
 
-def queue(engine: Engine, limit: int = 200, *, reviewed: bool = False) -> list[AccessGrant]:
-    """Unreviewed grants (or, with ``reviewed``, reviewed ones), newest first: the privacy
-    officer's queue."""
+def in_scope(organization: str | None) -> ColumnElement[bool]:
+    """The grants a privacy officer of ``organization`` looks after: those made by staff acting
+    for it, and those about patients registered with it (one made by another organisation's
+    paramedic on the practice's patient is the practice's to review as much as the trust's)."""
+    if not organization:
+        return false()
+    return or_(grants.c.organization == organization,
+               grants.c.patient_id.in_(relationships.registered_with(organization)))
+
+
+def queue(engine: Engine, organization: str | None, limit: int = 200, *,
+          reviewed: bool = False) -> list[AccessGrant]:
+    """Unreviewed grants (or, with ``reviewed``, reviewed ones) in the scope of a privacy
+    officer of ``organization`` (:func:`in_scope`), newest first: their queue."""
     order = grants.c.reviewed_us.desc() if reviewed else grants.c.created_us.desc()
     with engine.connect() as conn:
-        rows = conn.execute(select(grants).where(grants.c.reviewed.is_(reviewed))
+        rows = conn.execute(select(grants).where(grants.c.reviewed.is_(reviewed), in_scope(organization))
                             .order_by(order).limit(limit)).all()
     return [AccessGrant(**r._mapping) for r in rows]
 
@@ -164,14 +180,15 @@ def check_review(outcome: str, note: str) -> None:
 
 
 def review(engine: Engine, grant_id: str, outcome: str, note: str, reviewer: str,
-           reviewer_role: str) -> AccessGrant:
-    """Close a queue item (after :func:`check_review`): NotFound for an unknown grant,
-    Conflict for one already reviewed (a review is not rewritten; the first stands). An
-    ``inappropriate`` outcome ends the grant now."""
+           reviewer_role: str, organization: str | None) -> AccessGrant:
+    """Close a queue item of a privacy officer of ``organization`` (after
+    :func:`check_review`): NotFound for an unknown grant and, in the same words, for one
+    outside their scope (:func:`in_scope`); Conflict for one already reviewed (a review is not
+    rewritten; the first stands). An ``inappropriate`` outcome ends the grant now."""
     check_review(outcome, note)
     now = now_us()
     with engine.begin() as conn:
-        row = conn.execute(select(grants).where(grants.c.grant_id == grant_id)).first()
+        row = conn.execute(select(grants).where(grants.c.grant_id == grant_id, in_scope(organization))).first()
         if row is None:
             raise NotFound(f"No self-claim or break-glass {grant_id!r} is known")
         found = AccessGrant(**row._mapping)

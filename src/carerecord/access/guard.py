@@ -32,7 +32,7 @@ create with an id of its choosing). The inner clauses of chains and ``_has`` are
 same decisions in SQL (:mod:`carerecord.access.clauses`). Writes need the role's write
 activity for the type (:meth:`Guard.may_write`), and every write but a trusted system's is
 stamped with its author (:meth:`Guard.stamp`), from which sensitive labels read the authoring
-organisation. An S-flagged patient's compartment reaches anyone outside their own care
+organisation; adding or removing a label needs an activity of its own (:mod:`.labels`). An S-flagged patient's compartment reaches anyone outside their own care
 redacted (:mod:`carerecord.access.redaction`).
 
 The audit contract: :attr:`Guard.state` is the request's ASGI state; the guard sets

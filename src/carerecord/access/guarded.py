@@ -11,12 +11,13 @@ entry of a Bundle passes the same checks.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Select, func, select
+from sqlalchemy import ColumnElement, Connection, Select, func, select
 
+from carerecord.access import labels
 from carerecord.access.clauses import GuardedCompiler
 from carerecord.access.guard import Guard
 from carerecord.access.redaction import MASKED_TYPES
@@ -40,11 +41,13 @@ class GuardedSearcher(Searcher):
         self.direct = searcher.direct
         self.guard = guard
         self.extra = guard.restriction()
+        self.narrowing: list[ColumnElement[bool]] = []  # an operation's own conditions (everything)
         self._extra_sql: tuple[str, list[Any] | None] | None = None
 
     def plan(self, q: Query) -> Plan:
         plan = super().plan(q)
         plan.conds.extend(self.extra)
+        plan.conds.extend(self.narrowing)
         plan.conds.extend(self.compiler.top_level(q, s.resources))
         return plan
 
@@ -58,6 +61,8 @@ class GuardedSearcher(Searcher):
         """What :meth:`plan` adds (the guard's restriction, and the criteria conditions on the
         rows returned) as SQL text for direct pages (store/direct.py); the restriction is
         compiled once per request."""
+        if self.narrowing:
+            return None  # not written as text: the general path
         top = self.compiler.top_level(q, s.resources)
         if top:  # a clause reads a field redacted for some patient: compiled for this search
             return direct.conditions_sql([*self.extra, *top], postgres)
@@ -71,7 +76,7 @@ class GuardedSearcher(Searcher):
     def count_query(self, q: Query) -> Select[Any]:
         """Counts over ``resources`` with the restriction (the store's index-only count would
         skip it and so count forbidden rows)."""
-        if not self.extra and not self.compiler.top_level(q, s.resources):
+        if not self.extra and not self.narrowing and not self.compiler.top_level(q, s.resources):
             return super().count_query(q)
         return select(func.count()).select_from(s.resources).where(*self.where(q))
 
@@ -132,13 +137,19 @@ class GuardedSearcher(Searcher):
         comps = self.guard.patients_of(conn, found)
         return out + [h for h in found if not redacting & set(comps.get(h.rid, []))]
 
-    def everything(self, conn: Connection, q: Query, count: int, referenced: Callable[[str], bool]) -> SearchResult:
+    def everything(self, conn: Connection, q: Query, count: int, referenced: Callable[[str], bool],
+                   narrowing: Sequence[ColumnElement[bool]] = ()) -> SearchResult:
         """One page of ``Patient/{id}/$everything``: ``q`` is the compartment search (its types,
-        ``_since``, cursor), run and filtered like any search; then the resources the page's
-        matches refer to, through any reference parameter, of the types ``referenced`` accepts
-        (Practitioners, Organizations, Medications...), each passed through the guard too."""
+        ``_since``, cursor) with the conditions ``narrowing`` (care dates) on its rows, run and
+        filtered like any search; then the resources the page's matches refer to, through any
+        reference parameter, of the types ``referenced`` accepts (Practitioners, Organizations,
+        Medications...), each passed through the guard too."""
         q.include, q.revinclude = [], []
-        result = self.run(conn, q, count)
+        self.narrowing = list(narrowing)
+        try:
+            result = self.run(conn, q, count)
+        finally:
+            self.narrowing = []
         wanted = Query(q.res_types, include=[(t, "*", None, False) for t in sorted({h.res_type for h in result.matches})])
         result.included = self.includes(conn, wanted, result.matches,
                                         lambda fresh: [h for h in fresh if referenced(h.res_type)])
@@ -205,13 +216,36 @@ class GuardedInteractions(Interactions):
             pass
         self.guard.refuse_write(res_type, patients)
 
+    def _relabel_only(self, unit: Unit, res_type: str, existing: bool, res_id: str | None = None,
+                      resource: dict[str, Any] | None = None) -> bool:
+        """:meth:`may_write`, except that a holder of a labelling activity whose role does not
+        write ``res_type`` may go on to change an ``existing`` resource's labels alone (True:
+        decided by :meth:`_labels` once the current version is seen, so a resource they cannot
+        see answers 404 as an unknown one would)."""
+        if self.guard.may_write(res_type):
+            return False
+        if existing and labels.may_label(self.guard):
+            return True
+        self.may_write(unit, res_type, res_id, resource)
+        return False
+
+    def _labels(self, unit: Unit, res_type: str, st: Stored | None, resource: dict[str, Any],
+                relabel_only: bool) -> None:
+        """The label check of :mod:`carerecord.access.labels` for a write replacing ``st`` (a
+        create, ``st`` None, is not a label change; one the role could not write is refused)."""
+        if st is not None:
+            labels.check(self.guard, unit.conn, st, resource, relabel_only=relabel_only)
+        elif relabel_only:
+            self.guard.refuse_write(res_type, patient_compartments(resource))
+
     def before_write(self, unit: Unit, res_type: str, res_id: str, resource: dict[str, Any],
                      current: Current | None, chosen_id: bool) -> bool:
         """A transaction's POST or PUT entry: a type the role may write; a PUT replaces only
         what the caller may see, and creates with a client-chosen id only for those who may
         create at will (no oracle); the authoring organisation is stamped (True when the
         resource changed)."""
-        self.may_write(unit, res_type, resource=resource)
+        relabel_only = self._relabel_only(unit, res_type, current is not None and not current.deleted,
+                                          resource=resource)
         if self.guard.unrestricted() and (not chosen_id or self.guard.may_create_at_will(res_type)):
             return False  # a trusted system's load: nothing to look up, nothing to stamp
         st = None
@@ -220,6 +254,7 @@ class GuardedInteractions(Interactions):
         if current is not None or chosen_id:
             st = self.writable(unit, res_type, res_id,
                                missing_ok=not chosen_id or self.guard.may_create_at_will(res_type))
+        self._labels(unit, res_type, st, resource, relabel_only)
         return self.guard.stamp(resource, st, self.base)
 
     def create(self, unit: Unit, resource: dict[str, Any], res_type: str,
@@ -236,21 +271,25 @@ class GuardedInteractions(Interactions):
         """Update; update-as-create (an unknown id) only for callers who may create at will, so
         an unknown id and a forbidden one answer alike (404) for everyone else."""
         check_id(res_id)
-        self.may_write(unit, res_type, resource=resource)
+        relabel_only = self._relabel_only(unit, res_type, True, resource=resource)
         self.guard.check_type(res_type)
         st = self.writable(unit, res_type, res_id, missing_ok=self.guard.may_create_at_will(res_type))
+        self._labels(unit, res_type, st, resource, relabel_only)
         self.guard.stamp(resource, st, self.base)
         return super().update(unit, res_type, res_id, resource, if_match, validated=validated)
 
     def conditional_update(self, unit: Unit, res_type: str, query: str, resource: dict[str, Any],
                            if_match: int | None = None) -> Result:
-        self.may_write(unit, res_type, resource=resource)
+        """A match is updated (:meth:`update` decides, labels included); no match is a create."""
+        self._relabel_only(unit, res_type, True, resource=resource)
         self.guard.check_type(res_type)
         return super().conditional_update(unit, res_type, query, resource, if_match)
 
     def patch(self, unit: Unit, res_type: str, res_id: str, kind: str, body: Any,
               if_match: int | None = None) -> Result:
-        self.may_write(unit, res_type, res_id)
+        """Patch: the patched resource is written by :meth:`update`, which decides the write
+        (type, visibility, labels) on what the patch made."""
+        self._relabel_only(unit, res_type, True, res_id)
         self.guard.check_type(res_type)
         self.writable(unit, res_type, res_id, missing_ok=False)
         return super().patch(unit, res_type, res_id, kind, body, if_match)

@@ -23,8 +23,11 @@ Security labels (``meta.security``), http://hl7.org/fhir/R4/security-labels.html
   or break-glass.
 - A **restricted (S-flagged) patient** is a Patient resource labelled v3 Confidentiality ``R`` or
   ``V`` (PDS's "restricted" flag): see :mod:`carerecord.access.redaction`.
+- **Changing the labels** of a resource that exists (adding or removing any ``meta.security``
+  coding) is an activity of its own (:data:`LABELLING`, applied by :mod:`carerecord.access.labels`):
+  whoever may write a record may not therefore lift its sensitivity or a Patient's S-flag.
 
-Reviewing this module is a clinical-safety task (hazard log H034-H037, H043).
+Reviewing this module is a clinical-safety task (hazard log H034-H037, H043, H048).
 """
 
 from __future__ import annotations
@@ -86,6 +89,30 @@ WRITES: dict[A, frozenset[str]] = {
     A.MANAGE_CONSENT: frozenset({"Consent"}),
     A.MANAGE_DIRECTORY: DIRECTORY,
 }
+
+
+# Who may add or remove security labels (meta.security) on a resource that exists, by activity:
+# OWN_RECORDS, on what their organisation wrote (its meta.source, which the guard stamps);
+# REGISTERED_PATIENTS, on the records of patients registered with their organisation (the
+# privacy function: a Patient's S-flag, which the registering practice asks for). Either way
+# only on what they may see. Creating a resource with labels needs only the type's write
+# activity: the creator's organisation is stamped as its author, and a new label hides nothing
+# that was shown. Trusted systems state labels as they state meta.source; patients and proxies
+# change none.
+OWN_RECORDS, REGISTERED_PATIENTS = "own-records", "registered-patients"
+LABELLING: dict[A, frozenset[str]] = {
+    A.LABEL_OWN_RECORDS: frozenset({OWN_RECORDS}),
+    A.LABEL_REGISTERED_RECORDS: frozenset({OWN_RECORDS, REGISTERED_PATIENTS}),
+}
+
+
+def labelling_scopes(activities: frozenset[A]) -> frozenset[str]:
+    """The scopes (:data:`OWN_RECORDS`, :data:`REGISTERED_PATIENTS`) in which the activities let
+    their holder add or remove security labels; empty: none."""
+    out: set[str] = set()
+    for activity in activities:
+        out |= LABELLING.get(activity, frozenset())
+    return frozenset(out)
 
 
 # Patients and proxies write records of their own compartment (the reference checks keep them

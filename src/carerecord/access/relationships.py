@@ -76,6 +76,23 @@ def registered(carer: Carer, patient: str | None = None) -> Select[tuple[str]]:
     return q.where(r.c.res_id == patient) if patient is not None else q
 
 
+def registered_with(organization: str) -> Select[tuple[str]]:
+    """Patients registered with ``organization`` ("Organization/x") itself or one of its
+    PractitionerRoles (``generalPractitioner``/``managingOrganization``): whose privacy officer
+    looks after their record (the access queue)."""
+    org_id = organization.split("/")[-1]
+    role, role_ref = s.resources.alias("registering_role"), _REF.alias("registering_role_org")
+    roles = (select(role.c.res_id).select_from(role_ref).join(role, role.c.rid == role_ref.c.rid)
+             .where(role_ref.c.pkey == s.param_key("PractitionerRole", "organization"),
+                    role_ref.c.ref_type == "Organization", role_ref.c.ref_id == org_id,
+                    role.c.deleted.is_(False)))
+    r = s.resources.alias("registered_patient")
+    return (select(r.c.res_id).select_from(_REF).join(r, r.c.rid == _REF.c.rid)
+            .where(_REF.c.pkey.in_([s.param_key("Patient", c) for c in REGISTRATION]), r.c.deleted.is_(False),
+                   or_(and_(_REF.c.ref_type == "Organization", _REF.c.ref_id == org_id),
+                       and_(_REF.c.ref_type == "PractitionerRole", _REF.c.ref_id.in_(roles)))))
+
+
 def related(carer: Carer, patient: str | None = None, also: Sequence[Select[tuple[str]]] = ()) -> CompoundSelect:
     """Every patient with a legitimate relationship to ``carer`` (or only ``patient``, to
     check one): registration or any open link of :data:`OPEN_LINKS`; ``also`` adds further

@@ -26,7 +26,7 @@ LOCAL = "https://carerecord.org/fhir/CodeSystem/access-role"
 
 _CLINICAL_READ = {A.READ_DEMOGRAPHICS, A.READ_CLINICAL_RECORD, A.READ_SOCIAL_CARE_RECORD}
 _CLINICIAN = _CLINICAL_READ | {A.RECORD_CLINICAL_NOTES, A.RECORD_OBSERVATIONS, A.MANAGE_CONSENT,
-                               A.EMERGENCY_ACCESS, A.LAUNCH_APPS}
+                               A.EMERGENCY_ACCESS, A.LAUNCH_APPS, A.LABEL_OWN_RECORDS}
 
 
 def _codes(*pairs: tuple[str, str]) -> frozenset[tuple[str, str]]:
@@ -64,7 +64,8 @@ ROLES: tuple[Role, ...] = (
         (SDS, "R1760")),  # Medical Secretary
         frozenset({A.READ_DEMOGRAPHICS, A.MANAGE_APPOINTMENTS, A.REGISTER_PATIENTS})),
     Role("privacy-officer", "Privacy officer", _codes((LOCAL, "privacy-officer")),
-         frozenset({A.READ_DEMOGRAPHICS, A.REVIEW_ACCESS, A.VIEW_AUDIT, A.MANAGE_CONSENT})),
+         frozenset({A.READ_DEMOGRAPHICS, A.REVIEW_ACCESS, A.VIEW_AUDIT, A.MANAGE_CONSENT,
+                    A.LABEL_OWN_RECORDS, A.LABEL_REGISTERED_RECORDS})),
     Role("administrator", "Administrator", _codes(
         (LOCAL, "administrator"),
         (SDS, "R0003")),  # Clinical Application Administrator

@@ -32,6 +32,11 @@ class Activity(StrEnum):
     MANAGE_APPOINTMENTS = "manage-appointments"
     REGISTER_PATIENTS = "register-patients"
     MANAGE_CONSENT = "manage-consent"
+    # Security labels (meta.security: sensitivity, confidentiality, a Patient's S-flag) on a
+    # record that exists, added or removed (access/labels.py): on what their organisation wrote,
+    # or, for the privacy function, on the records of patients registered with it.
+    LABEL_OWN_RECORDS = "label-own-records"
+    LABEL_REGISTERED_RECORDS = "label-registered-records"
     EMERGENCY_ACCESS = "emergency-access"  # break-glass, with a reason
     REVIEW_ACCESS = "review-access"  # the privacy officer's queue of self-claims and break-glass
     VIEW_AUDIT = "view-audit"

@@ -6,12 +6,14 @@ queue (issue 4; :mod:`carerecord.access.breakglass`).
   ``text`` (free text, required): staff only; break-glass needs the EMERGENCY_ACCESS activity.
   An unknown patient is a 404 (as a read would be for one who may break the glass: they could
   reach any known patient anyway). Answers the grant as Parameters (kind, expires).
-- ``GET /fhir/$access-queue``: the unreviewed grants, newest first, as Parameters (each with its
-  ``id``); ``?reviewed=true`` lists the reviewed ones with their outcome, note and reviewer;
-  REVIEW_ACCESS.
+- ``GET /fhir/$access-queue``: the unreviewed grants of the privacy officer's organisation
+  (made by its staff, or about patients registered with it), newest first, as Parameters (each
+  with its ``id``); ``?reviewed=true`` lists the reviewed ones with their outcome, note and
+  reviewer; REVIEW_ACCESS.
 - ``POST /fhir/$review-access`` with Parameters ``grant`` (the id), ``outcome`` (a code of
   :data:`~carerecord.access.breakglass.OUTCOMES`) and ``note`` (free text, required): closes
-  the item; REVIEW_ACCESS. 404 for an unknown grant, 409 for one already reviewed, 400 naming
+  the item; REVIEW_ACCESS. 404 for an unknown grant and alike for another organisation's, 409
+  for one already reviewed, 400 naming
   the parameter for a bad outcome or an empty note. Audited as an operation about the grant's
   patient, purpose "privacy-review" (HCOMPL).
 """
@@ -101,7 +103,8 @@ async def access_queue(request: Request) -> Response:
     reviewed = request.query_params.get("reviewed", "false")
     if reviewed not in ("true", "false"):
         raise Invalid("reviewed must be true or false", "reviewed")
-    grants = breakglass.queue(request.app.state.ctx.repo.engine, reviewed=reviewed == "true")
+    grants = breakglass.queue(request.app.state.ctx.repo.engine, who.role.organization if who.role else None,
+                              reviewed=reviewed == "true")
     return fhir_response({"resourceType": "Parameters", "parameter": [p for g in grants for p in _grant_parameters(g)]},
                          media=response_format(request))
 
@@ -137,7 +140,8 @@ async def review_access(request: Request) -> Response:
     engine = request.app.state.ctx.repo.engine
     try:
         grant = await guarded.on_store(request, lambda: breakglass.review(
-            engine, grant_id, outcome, note, who.subject, who.role.practitioner_role if who.role else ""))
+            engine, grant_id, outcome, note, who.subject, who.role.practitioner_role if who.role else "",
+            who.role.organization if who.role else None))
     except NotFound as err:
         raise NotFound(err.message, at_grant) from None
     g = guarded.guard(request)

@@ -137,9 +137,9 @@ def routes() -> list[Route]:
         *_only("/fhir/metadata", metadata, ["GET"]),
         *access_ops.routes(),  # the guard's operations, before /fhir/{type} takes $access-queue
         # Bulk export, before /fhir/{type}, /fhir/{type}/{id} and the compartment search take them
-        *_only("/fhir/$export", export.export_system, ["GET"]),
-        *_only("/fhir/Patient/$export", export.export_patients, ["GET"]),
-        *_only("/fhir/Group/{id}/$export", export.export_group, ["GET"]),
+        *_only("/fhir/$export", export.export_system, ["GET", "POST"]),
+        *_only("/fhir/Patient/$export", export.export_patients, ["GET", "POST"]),
+        *_only("/fhir/Group/{id}/$export", export.export_group, ["GET", "POST"]),
         *_only("/fhir/$export-status/{job}", export.status, ["GET", "DELETE"]),
         *_only("/fhir/$export-file/{job}/{name}", export.output_file, ["GET"]),
         *_only("/fhir/_history", r.history_system, ["GET"]),

@@ -15,15 +15,22 @@ returned (the guard notes them on the request state).
 
 Parameters (query string for GET; a Parameters resource or a form for POST):
 
+- ``start`` and ``end`` (dates): only the care of that range. They apply to each resource's care
+  date (:mod:`carerecord.fhir.care_dates`: an Observation's effective time, an Encounter's
+  period, a Condition from onset to abatement, a prescription while it is active), not to when
+  it was recorded; a resource without a care date is included, as are allergies and family
+  history (standing facts), and the referenced reference data. Either may be left out (open
+  range). An informational OperationOutcome entry says so on every page;
 - ``_since`` (instant): only resources last updated at or after it;
 - ``_type``: comma-separated resource types to return (matches and referenced ones alike);
 - ``_count``: page size (capped at ``max_page_size``); the Bundle's ``next``/``previous``
-  links carry a keyset ``_cursor``, so paging stays honest while the record changes.
+  links carry a keyset ``_cursor`` and the parameters above, so paging stays honest while the
+  record changes.
 
-``start`` and ``end`` (care dates) are not supported: they are reported in an
-OperationOutcome entry, and refused with 400 under ``Prefer: handling=strict``. Types the
-token's scopes do not allow (search for compartment types, read for referenced ones) are
-left out, as the role's unreadable types are.
+A bad value of any of them is a 400 OperationOutcome naming the parameter. Any other parameter
+is reported in an OperationOutcome entry and not applied, and refused with 400 under ``Prefer:
+handling=strict``. Types the token's scopes do not allow (search for compartment types, read for
+referenced ones) are left out, as the role's unreadable types are.
 """
 
 from __future__ import annotations
@@ -44,11 +51,12 @@ from carerecord.errors import Invalid, Issue
 from carerecord.fhir import model
 from carerecord.fhir.dates import date_range
 from carerecord.fhir.search_query import parse, parse_int
+from carerecord.store.care_dates import care_condition
 from carerecord.store.search import SearchResult
 
 DEFINITION = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
-_KNOWN = frozenset({"_since", "_type", "_count", "_cursor", "_format"})
-_UNSUPPORTED = frozenset({"start", "end"})
+_KNOWN = frozenset({"start", "end", "_since", "_type", "_count", "_cursor", "_format"})
+_LINKED = ("start", "end", "_since", "_type", "_count")  # carried by the page links
 
 
 def compartment_types() -> frozenset[str]:
@@ -107,23 +115,56 @@ def _since(params: list[tuple[str, str]]) -> str | None:
     return values[0]
 
 
+def _once(params: list[tuple[str, str]], name: str) -> str | None:
+    values = [v for k, v in params if k == name]
+    if len(values) > 1:
+        raise Invalid(f"{name} may be given once", name)
+    return values[0] if values else None
+
+
+def _care_dates(params: list[tuple[str, str]]) -> tuple[int | None, int | None]:
+    """(the start of ``start``, the end of ``end``) in microseconds, None when not given; 400
+    naming the parameter for a value that is not a date, or an ``end`` before ``start``."""
+    bounds: list[int | None] = []
+    for name, edge in (("start", 0), ("end", 1)):
+        value = _once(params, name)
+        if value is None:
+            bounds.append(None)
+            continue
+        try:
+            bounds.append(date_range(value.strip())[edge])
+        except ValueError as exc:
+            raise Invalid(f"{name} must be a date (YYYY, YYYY-MM or YYYY-MM-DD): {exc}", name) from None
+    low, high = bounds
+    if low is not None and high is not None and high < low:
+        raise Invalid("end is before start", "end")
+    return low, high
+
+
+CARE_NOTE = Issue("information", "informational",
+                  "start/end select care dates (when the care happened, not when it was recorded); "
+                  "resources without a care date, allergies, family history, ongoing care (active "
+                  "conditions and prescriptions, open episodes) and referenced resources are included",
+                  ("start", "end"))
+
+
 async def everything(request: Request) -> Response:
     c: Context = request.app.state.ctx
     media = response_format(request)
     pid = request.path_params["id"]
     params = await _params(request)
-    types, since = _types(params), _since(params)
-    counts = [parse_int(v, "_count", 1) for k, v in params if k == "_count"]
-    cursor = next((v for k, v in params if k == "_cursor"), None)
+    types, since, (low, high) = _types(params), _since(params), _care_dates(params)
+    count_value = _once(params, "_count")
+    cursor = _once(params, "_cursor")
     warnings: list[Issue] = []
     ignored = sorted({k for k, _ in params if k not in _KNOWN})
     if ignored:
-        unsupported = [k for k in ignored if k in _UNSUPPORTED]
-        msg = (f"$everything parameter(s) not supported, so not applied: {', '.join(ignored)}"
-               + (" (care dates: every date is returned)" if unsupported else ""))
+        msg = f"$everything parameter(s) not supported, so not applied: {', '.join(ignored)}"
         if prefer(request, "handling") == "strict":
             raise Invalid(msg.replace(", so not applied", ""), ignored[0])
         warnings.append(Issue("warning", "not-supported", msg, tuple(ignored)))
+    if low is not None or high is not None:
+        warnings.append(CARE_NOTE)
 
     g = guarded.guard(request)
     g.check_type("Patient")
@@ -137,9 +178,10 @@ async def everything(request: Request) -> Response:
     def referenced(res_type: str) -> bool:
         return res_type not in compartment and (types is None or res_type in types) and _allowed(who, res_type, "r")
 
-    count = min(counts[-1] if counts else c.settings.default_page_size, c.settings.max_page_size)
+    requested = parse_int(count_value, "_count", 1) if count_value is not None else c.settings.default_page_size
+    count = min(requested, c.settings.max_page_size)
     path = f"{c.base}/Patient/{pid}/$everything"
-    used = [(k, v) for k, v in params if k in ("_since", "_type", "_count")]
+    used = [(k, v) for k, v in params if k in _LINKED]
     if not matches:  # nothing the token may see: an empty page, not a search over every type
         result = SearchResult([])
         q = parse(("Patient",), [], c.repo.registry, c.base)
@@ -148,10 +190,11 @@ async def everything(request: Request) -> Response:
     q = parse(matches, [*criteria, *([("_cursor", cursor)] if cursor else [])], c.repo.registry, c.base)
     q.compartment = pid
     searcher = guarded.searcher(request)
+    care = care_condition(matches, low, high)
 
     def execute() -> SearchResult:
         with c.repo.reading() as conn:
-            return searcher.everything(conn, q, count, referenced)
+            return searcher.everything(conn, q, count, referenced, [care] if care is not None else [])
 
     result = await anyio.to_thread.run_sync(execute) if c.repo.is_postgres else execute()
     return fhir_response(bundles.searchset(c.base, path, used, q, result, warnings), media=media)

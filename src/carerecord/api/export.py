@@ -2,8 +2,11 @@
 adapter of :mod:`carerecord.services.export`.
 
 - ``GET [base]/$export``, ``GET [base]/Patient/$export``, ``GET [base]/Group/{id}/$export``
-  with ``Prefer: respond-async`` (400 without it): 202 with ``Content-Location`` of the job's
-  status URL, ``[base]/$export-status/{job}``.
+  with ``Prefer: respond-async`` (400 without it), the parameters in the query string; or
+  ``POST`` to the same with them in a Parameters body (``_outputFormat``, ``_since``, ``_type``,
+  ``_typeFilter``, each a ``valueString``/``valueInstant``/``valueCode``; errors name
+  ``Parameters.parameter[n]...``): 202 with ``Content-Location`` of the job's status URL,
+  ``[base]/$export-status/{job}``.
 - ``GET`` of the status URL: 202 with ``X-Progress`` and ``Retry-After`` while the job runs; 200
   with the manifest (``application/json``, and ``Expires``) when it is complete; 500 with an
   OperationOutcome when it failed or was interrupted. ``DELETE``: the job and its files are
@@ -29,11 +32,11 @@ from starlette.responses import Response, StreamingResponse
 
 from carerecord.api import guarded
 from carerecord.api.auth import principal
-from carerecord.api.http import fhir_response, prefer, response_format
+from carerecord.api.http import fhir_response, prefer, read_body, response_format
 from carerecord.errors import Invalid, Issue, NotFound
 from carerecord.fhir.outcome import information, outcome
-from carerecord.services.export import Exports, parse_request
-from carerecord.services.export.request import GROUP, PATIENT, SYSTEM, check_caller
+from carerecord.services.export import Exports, parameters, parse_request, query_parameters
+from carerecord.services.export.request import GROUP, PATIENT, SYSTEM, as_query, check_caller, check_filters
 from carerecord.services.export.service import COMPLETE, FAILED
 from carerecord.store.records import http_date
 from carerecord.store.threads import off_loop
@@ -57,11 +60,19 @@ async def _kick_off(request: Request, level: str, group: str | None = None) -> R
     if prefer(request, "respond-async") is None:
         raise Invalid("Bulk export runs asynchronously: send the header Prefer: respond-async", "Prefer")
     path = request.scope["path"][len("/fhir"):]
-    query = request.scope.get("query_string", b"").decode("latin-1")
-    req = parse_request(level, group, list(request.query_params.multi_items()), who,
-                        f"{path}?{query}" if query else path, lenient=prefer(request, "handling") == "lenient")
+    params = query_parameters(list(request.query_params.multi_items()))
+    post = request.method == "POST"
+    if post:  # the parameters are in the body (and any query string is read too)
+        params = [*params, *parameters(await read_body(request))]
+        query = as_query(params)
+    else:
+        query = request.scope.get("query_string", b"").decode("latin-1")
+    repo = request.app.state.ctx.repo
+    req = parse_request(level, group, params, who, f"{path}?{query}" if query else path, repo.registry,
+                        lenient=prefer(request, "handling") == "lenient", post=post)
+    if req.filters:  # a :below/:above code system must be known now, rather than fail the job
+        await guarded.on_store(request, lambda: check_filters(repo, req))
     if group is not None:  # 404 (or 410) now, rather than a job that fails
-        repo = request.app.state.ctx.repo
         await guarded.on_store(request, lambda: repo.read("Group", group))
     client = request.scope.get("client")
     # Writing the job's folder syncs its files to disk: in a thread, not on the event loop.

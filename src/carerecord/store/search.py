@@ -378,6 +378,12 @@ def _compile_unindexed_sqlite(element: _Unindexed, compiler: Any, **kw: Any) -> 
     return "+" + str(compiler.process(element.col, **kw))
 
 
+def unindexed(col: ColumnElement[Any]) -> ColumnElement[Any]:
+    """``col`` as no index may serve it (see :class:`_Unindexed`): for correlated probes written
+    outside this module (store/care_dates.py), which must seek the candidate's rows by rid."""
+    return _Unindexed(col)
+
+
 _PROBE_VIEWS: dict[str, Any] = {}  # filled below, once _Unindexed exists
 
 

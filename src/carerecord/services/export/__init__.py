@@ -8,7 +8,7 @@ ARCHITECTURE.md puts bulk export under ``analytics/``, an edge nothing may impor
 ``analytics/`` when it is built). It knows nothing of HTTP.
 """
 
-from carerecord.services.export.request import ExportRequest, parse_request
+from carerecord.services.export.request import ExportRequest, parameters, parse_request, query_parameters
 from carerecord.services.export.service import Exports, JobStatus, OutputFile
 
-__all__ = ["ExportRequest", "Exports", "JobStatus", "OutputFile", "parse_request"]
+__all__ = ["ExportRequest", "Exports", "JobStatus", "OutputFile", "parameters", "parse_request", "query_parameters"]

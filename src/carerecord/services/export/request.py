@@ -5,40 +5,76 @@ Deny by default. Only system clients export (SMART Backend Services): bulk expor
 interaction, so staff and patients are refused (403) whatever their scopes. A type is exported
 only when the client's ``system/`` scopes allow both reading and searching it without a query
 restriction; without ``_type`` that is every type they allow (of the Patient compartment for a
-Patient or Group export), and none at all is a 403. A type asked for by ``_type`` that the
-scopes do not allow is a 403 too (a decision about the type, not about any patient).
+Patient or Group export), and none at all is a 403. A type asked for by ``_type`` or
+``_typeFilter`` that the scopes do not allow is a 403 too (a decision about the type, not about
+any patient).
 
-Parameters: ``_type`` (comma separated, repeatable), ``_since`` (a FHIR instant: resources
-changed after it), ``_outputFormat`` (``application/fhir+ndjson``, ``application/ndjson`` or
-``ndjson``). Any other parameter (``_typeFilter``, ``_elements``, ``patient``,
-``includeAssociatedData``...) is refused with 400 unless the client sent ``Prefer:
-handling=lenient``, as the specification asks of a server that does not support it.
+Parameters, from the query string of a GET kick-off or the Parameters body of a POST one
+(:func:`parameters`): ``_type`` (comma separated, repeatable), ``_since`` (a FHIR instant:
+resources changed after it), ``_outputFormat`` (``application/fhir+ndjson``,
+``application/ndjson`` or ``ndjson``), ``_typeFilter`` (comma separated, repeatable: FHIR search
+queries ``Type?criteria``; a type with several is exported where any matches, a type with none
+whole). A filter is a search like any other, run through the same guarded searcher as every page
+of the export, so it only ever narrows what the client may export: it names a type the export
+holds (among ``_type`` when given), uses search parameters of that type and no result parameter
+(``_sort``, ``_include``, ``_count``...); anything else is a 400 naming it. Any other parameter
+(``_elements``, ``patient``, ``includeAssociatedData``...) is refused with 400 unless the client
+sent ``Prefer: handling=lenient``, as the specification asks of a server that does not support it.
+Each error names where the value was: the parameter (a query string) or
+``Parameters.parameter[n].value...`` (a body).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from carerecord.access.principal import Kind, Principal
 from carerecord.access.scopes import Verdict
-from carerecord.errors import Forbidden, Invalid
+from carerecord.errors import FhirError, Forbidden, Invalid
 from carerecord.fhir import model
 from carerecord.fhir.dates import date_range
+from carerecord.fhir.search_params import SearchParamRegistry
+from carerecord.fhir.search_query import RESULT_PARAMS, Query, parse
+from carerecord.store import codesystems
+from carerecord.store.repository import Repository
 
 SYSTEM, PATIENT, GROUP = "system", "patient", "group"
 NDJSON = "application/fhir+ndjson"
 OUTPUT_FORMATS = {NDJSON: NDJSON, "application/ndjson": "application/ndjson", "ndjson": NDJSON}
-_KNOWN = ("_type", "_since", "_outputFormat")
+_KNOWN = ("_type", "_since", "_outputFormat", "_typeFilter")
 _ALWAYS_ALLOWED = ("_format",)  # the format of the kick-off's own answers (OperationOutcomes)
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One kick-off parameter: its name, its value as text, and where it was (for errors)."""
+
+    name: str
+    value: str
+    at: str
+
+
+@dataclass(frozen=True, slots=True)
+class TypeFilter:
+    """One ``_typeFilter`` query: the type and its search criteria (a query string), already
+    parsed once against the registry (:func:`filter_query` parses it again for each run)."""
+
+    res_type: str
+    criteria: str
+    at: str
 
 
 @dataclass(frozen=True, slots=True)
 class ExportRequest:
     """One kick-off: the level (``system``, ``patient``, ``group`` and the Group's id), the
     resource types to export (already checked against the scopes), ``_since`` in microseconds,
-    the media type of the output files, and the kick-off's path after the FHIR base with its
-    query (the manifest's ``request`` is the base and this; its audit records name it)."""
+    the media type of the output files, the kick-off's path after the FHIR base with its query
+    (a POST's parameters written as one: its audit records name it), whether it was POSTed (the
+    manifest's ``request`` is the base and the path, with the query for a GET only), and the
+    ``_typeFilter`` queries."""
 
     level: str
     group: str | None
@@ -46,6 +82,11 @@ class ExportRequest:
     since_us: int | None
     media: str
     path_and_query: str
+    post: bool = False
+    filters: tuple[TypeFilter, ...] = ()
+
+    def filters_of(self, res_type: str) -> list[TypeFilter]:
+        return [f for f in self.filters if f.res_type == res_type]
 
 
 @cache
@@ -68,53 +109,140 @@ def check_caller(principal: Principal) -> None:
                         "care interaction")
 
 
-def parse_request(level: str, group: str | None, params: list[tuple[str, str]], principal: Principal,
-                  path_and_query: str, *, lenient: bool = False) -> ExportRequest:
-    """The export asked for by a kick-off's query ``params``; Invalid (400) for a bad or
-    unsupported parameter, Forbidden (403) for a caller or type the scopes do not allow."""
+def query_parameters(params: list[tuple[str, str]]) -> list[Param]:
+    """A GET kick-off's query string as parameters, each located by its name."""
+    return [Param(k, v, k) for k, v in params]
+
+
+def parameters(body: dict[str, Any]) -> list[Param]:
+    """A POST kick-off's Parameters resource as parameters; 400 for another resource, or a
+    parameter without a name or without exactly one simple value."""
+    if body.get("resourceType") != "Parameters":
+        raise Invalid("The body of a bulk export kick-off must be a Parameters resource", "resourceType")
+    out = []
+    for n, p in enumerate(body.get("parameter") or []):
+        where = f"Parameters.parameter[{n}]"
+        values = [(k, v) for k, v in p.items() if k.startswith("value")] if isinstance(p, dict) else []
+        name = p.get("name") if isinstance(p, dict) else None
+        if not isinstance(name, str) or not name:
+            raise Invalid("Each parameter needs a name", f"{where}.name")
+        if name in _KNOWN and (len(values) != 1 or not isinstance(values[0][1], str)):
+            raise Invalid(f"{name} needs one value (valueString, valueInstant or valueCode)", where)
+        key, value = values[0] if len(values) == 1 else ("value", None)
+        out.append(Param(name, value if isinstance(value, str) else "", f"{where}.{key}"))
+    return out
+
+
+def as_query(params: list[Param]) -> str:
+    """Parameters written as a query string (a POST kick-off's, for its audit records)."""
+    return urlencode([(p.name, p.value) for p in params])
+
+
+def parse_request(level: str, group: str | None, params: list[Param], principal: Principal,
+                  path_and_query: str, registry: SearchParamRegistry, *, lenient: bool = False,
+                  post: bool = False) -> ExportRequest:
+    """The export asked for by a kick-off's ``params``; Invalid (400) for a bad or unsupported
+    parameter, Forbidden (403) for a caller or type the scopes do not allow."""
     check_caller(principal)
-    unknown = sorted({k for k, _ in params if k not in _KNOWN and k not in _ALWAYS_ALLOWED})
+    unknown = [p for p in params if p.name not in _KNOWN and p.name not in _ALWAYS_ALLOWED]
     if unknown and not lenient:
-        raise Invalid(f"Bulk export does not support the parameter(s) {', '.join(unknown)}; send "
-                      "Prefer: handling=lenient to have them ignored", unknown[0])
-    media = _output_format([v for k, v in params if k == "_outputFormat"])
-    since = _since([v for k, v in params if k == "_since"])
-    asked = [t.strip() for k, v in params if k == "_type" for t in v.split(",") if t.strip()]
+        names = sorted({p.name for p in unknown})
+        raise Invalid(f"Bulk export does not support the parameter(s) {', '.join(names)}; send "
+                      "Prefer: handling=lenient to have them ignored", unknown[0].at)
+    media = _output_format([p for p in params if p.name == "_outputFormat"])
+    since = _since([p for p in params if p.name == "_since"])
+    asked = [(t.strip(), p.at) for p in params if p.name == "_type" for t in p.value.split(",") if t.strip()]
     candidates = compartment_types() if level in (PATIENT, GROUP) else model.resource_types()
-    for t in asked:
-        if t not in model.resource_types():
-            raise Invalid(f"_type: {t!r} is not a FHIR R4 resource type", "_type")
-        if t not in candidates:
-            raise Invalid(f"_type: {t} is in no Patient compartment, so a Patient or Group export "
-                          "holds none", "_type")
-        if not may_export(principal, t):
-            raise Forbidden(f"The client's scopes do not allow exporting {t} (system/{t}.rs is needed)")
-    types = tuple(dict.fromkeys(asked)) if asked else tuple(sorted(t for t in candidates
-                                                                   if may_export(principal, t)))
+    for t, at in asked:
+        _check_type(principal, t, candidates, "_type", at)
+    filters = [f for p in params if p.name == "_typeFilter" for f in _type_filters(p, registry)]
+    for f in filters:
+        _check_type(principal, f.res_type, candidates, "_typeFilter", f.at)
+        if asked and f.res_type not in {t for t, _ in asked}:
+            raise Invalid(f"_typeFilter: {f.res_type} is not among the types _type asks for", f.at)
+    types = tuple(dict.fromkeys(t for t, _ in asked)) if asked else tuple(sorted(t for t in candidates
+                                                                               if may_export(principal, t)))
     if not types:
         raise Forbidden("The client's scopes allow reading no resource type, so there is nothing it "
                         "may export")
-    return ExportRequest(level, group, types, since, media, path_and_query)
+    return ExportRequest(level, group, types, since, media, path_and_query, post, tuple(filters))
 
 
-def _output_format(values: list[str]) -> str:
+def _check_type(principal: Principal, t: str, candidates: frozenset[str], name: str, at: str) -> None:
+    if t not in model.resource_types():
+        raise Invalid(f"{name}: {t!r} is not a FHIR R4 resource type", at)
+    if t not in candidates:
+        raise Invalid(f"{name}: {t} is in no Patient compartment, so a Patient or Group export "
+                      "holds none", at)
+    if not may_export(principal, t):
+        raise Forbidden(f"The client's scopes do not allow exporting {t} (system/{t}.rs is needed)")
+
+
+def _type_filters(p: Param, registry: SearchParamRegistry) -> list[TypeFilter]:
+    """The queries of one ``_typeFilter`` value (comma separated ``Type?criteria``, each URL
+    encoded within it), each parsed to check it."""
+    out = []
+    for raw in p.value.split(","):
+        res_type, sep, criteria = raw.strip().partition("?")
+        if not sep or not criteria or not res_type:
+            raise Invalid(f"_typeFilter: {raw.strip()!r} is not a search query Type?criteria", p.at)
+        f = TypeFilter(res_type, criteria, p.at)
+        if res_type in model.resource_types():
+            filter_query(f, registry)
+        out.append(f)
+    return out
+
+
+def filter_query(f: TypeFilter, registry: SearchParamRegistry, base: str | None = None) -> Query:
+    """The search of a ``_typeFilter`` query; Invalid (naming where it was) when it is not one
+    this export can run: no criteria, a result parameter, an unknown search parameter or a bad
+    value."""
+    pairs = parse_qsl(f.criteria, keep_blank_values=True)
+    if not pairs:
+        raise Invalid(f"_typeFilter: {f.res_type}?{f.criteria} has no search criteria", f.at)
+    for name, _ in pairs:
+        if name.split(":")[0] in RESULT_PARAMS | {"_format", "_pretty"}:
+            raise Invalid(f"_typeFilter: {name} is a result parameter, not a search criterion; "
+                          "a filter can only narrow what is exported", f.at)
+    try:
+        q = parse((f.res_type,), pairs, registry, base)
+    except FhirError as err:
+        raise Invalid(f"_typeFilter: {f.res_type}?{f.criteria}: {err.message}", f.at) from None
+    if q.unknown:
+        raise Invalid(f"_typeFilter: {f.res_type} has no search parameter {', '.join(q.unknown)}", f.at)
+    return q
+
+
+def check_filters(repo: Repository, req: ExportRequest) -> None:
+    """Resolve the ``:below``/``:above`` codes of every ``_typeFilter`` query now (an unknown
+    code system is a 400 naming the filter), so that the job does not fail on it later."""
+    with repo.reading() as conn:
+        for f in req.filters:
+            q = filter_query(f, repo.registry)
+            try:
+                codesystems.resolve(conn, q)
+            except FhirError as err:
+                raise Invalid(f"_typeFilter: {f.res_type}?{f.criteria}: {err.message}", f.at) from None
+
+
+def _output_format(values: list[Param]) -> str:
     if not values:
         return NDJSON
     if len(values) > 1:
-        raise Invalid("_outputFormat may be given once", "_outputFormat")
-    found = OUTPUT_FORMATS.get(values[0].strip().lower())
+        raise Invalid("_outputFormat may be given once", values[1].at)
+    found = OUTPUT_FORMATS.get(values[0].value.strip().lower())
     if found is None:
-        raise Invalid(f"_outputFormat {values[0]!r} is not supported; use application/fhir+ndjson, "
-                      "application/ndjson or ndjson", "_outputFormat")
+        raise Invalid(f"_outputFormat {values[0].value!r} is not supported; use application/fhir+ndjson, "
+                      "application/ndjson or ndjson", values[0].at)
     return found
 
 
-def _since(values: list[str]) -> int | None:
+def _since(values: list[Param]) -> int | None:
     if not values:
         return None
     if len(values) > 1:
-        raise Invalid("_since may be given once", "_since")
+        raise Invalid("_since may be given once", values[1].at)
     try:
-        return date_range(values[0].strip())[0]
+        return date_range(values[0].value.strip())[0]
     except ValueError as exc:
-        raise Invalid(f"_since must be a FHIR instant: {exc}", "_since") from None
+        raise Invalid(f"_since must be a FHIR instant: {exc}", values[0].at) from None

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, Engine, distinct, exists, false, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, and_, distinct, exists, false, func, or_, select
 
 from carerecord.access.audit import SUCCESS, Facts, audit_events
 from carerecord.access.audit_store import AuditStore
@@ -57,12 +57,12 @@ from carerecord.fhir.references import local_reference, split_relative
 from carerecord.fhir.search_params import SearchParamRegistry
 from carerecord.fhir.search_query import Query, parse
 from carerecord.services.export.jobs import FAILED, RUNNING, Job, State
-from carerecord.services.export.request import GROUP, PATIENT, ExportRequest
-from carerecord.store import paging
+from carerecord.services.export.request import GROUP, PATIENT, ExportRequest, filter_query
+from carerecord.store import codesystems, paging
 from carerecord.store import schema as s
 from carerecord.store.records import iso_instant, now_us
 from carerecord.store.repository import Repository
-from carerecord.store.search import Hit, Searcher
+from carerecord.store.search import Hit, Searcher, SearchResult
 from carerecord.store.writer_lock import writing
 
 log = logging.getLogger("carerecord.export")
@@ -167,11 +167,44 @@ class Files:
 
 
 class _Scoped(GuardedSearcher):
-    """The guard's searcher with the export's own conditions (level, ``_since``, cursor hint)."""
+    """The guard's searcher with the export's own conditions (level, ``_since``, cursor hint)
+    and its ``_typeFilter`` queries (by type; a type with several is exported where any of
+    them matches), compiled by the guard's own compiler: so a chain or ``_has`` in a filter
+    sees only what the client may see (for a secondary-use client, nothing of an opted-out
+    patient), and a filter can only narrow the page."""
 
-    def __init__(self, searcher: Searcher, guard: Guard, conds: list[ColumnElement[bool]]) -> None:
+    def __init__(self, searcher: Searcher, guard: Guard, conds: list[ColumnElement[bool]],
+                 filters: dict[str, list[Query]] | None = None) -> None:
         super().__init__(searcher, guard)
         self.extra = [*self.extra, *conds]
+        self.filters = filters or {}
+
+    def run(self, conn: Connection, q: Query, count: int) -> SearchResult:
+        self.apply_filters(conn)
+        return super().run(conn, q, count)
+
+    def apply_filters(self, conn: Connection) -> None:
+        """Add the ``_typeFilter`` condition to the page's (once; its codes and the guard's
+        conditions looked up on ``conn``)."""
+        filters, self.filters = self.filters, {}
+        if filters:
+            self.extra = [*self.extra, self._filtered(conn, filters)]
+
+    def _filtered(self, conn: Connection, filters: dict[str, list[Query]]) -> ColumnElement[bool]:
+        """Rows of an unfiltered type, or matching one of their type's filters (the type tested
+        as ``res_type || ''``, which no index serves: see :func:`conditions`)."""
+        r = s.resources
+        kind = r.c.res_type.concat("")
+        parts: list[ColumnElement[bool]] = [kind.not_in(sorted(filters))]
+        for res_type, queries in sorted(filters.items()):
+            matches = []
+            for fq in queries:
+                codesystems.resolve(conn, fq)  # :below/:above closures
+                self.compiler.prepare(conn, fq)  # what the guard's conditions on chains and _has need
+                matches.append(and_(*[self.compiler.predicate(c, res_type, r, probe=True) for c in fq.clauses],
+                                    *self.compiler.top_level(fq, r)))
+            parts.append(and_(kind == res_type, or_(*matches)))
+        return or_(*parts)
 
 
 def conditions(req: ExportRequest, cursor: str | None) -> list[ColumnElement[bool]]:
@@ -201,10 +234,23 @@ def conditions(req: ExportRequest, cursor: str | None) -> list[ColumnElement[boo
     return conds
 
 
-def page_searcher(searcher: Searcher, who: Principal, req: ExportRequest, cursor: str | None) -> GuardedSearcher:
+def page_searcher(searcher: Searcher, who: Principal, req: ExportRequest, cursor: str | None,
+                  filters: dict[str, list[Query]] | None = None) -> _Scoped:
     """The searcher of one page: a fresh guard of ``who`` (its memo and audit notes stay one
-    page's size) with the export's conditions."""
-    return _Scoped(searcher, Guard(who, {}), conditions(req, cursor))
+    page's size) with the export's conditions and the ``_typeFilter`` queries of the types the
+    page may hold (:func:`filter_queries`)."""
+    return _Scoped(searcher, Guard(who, {}), conditions(req, cursor), filters)
+
+
+def filter_queries(req: ExportRequest, types: tuple[str, ...], registry: SearchParamRegistry,
+                   base: str) -> dict[str, list[Query]]:
+    """The ``_typeFilter`` searches of ``types``, by type (fresh: resolving a search's codes
+    changes it)."""
+    out: dict[str, list[Query]] = {}
+    for t in types:
+        for f in req.filters_of(t):
+            out.setdefault(t, []).append(filter_query(f, registry, base))
+    return out
 
 
 def type_query(res_type: str, registry: SearchParamRegistry, base: str) -> Query:
@@ -287,7 +333,9 @@ class Runner:
 
     # -- pages -----------------------------------------------------------------------------------
     def _page(self, conn: Connection, q: Query) -> tuple[list[Hit], dict[int, list[str]], str | None]:
-        result = page_searcher(self.searcher, self.who, self.req, q.cursor).run(conn, q, self.page_size)
+        types = q.res_types or self.req.types
+        filters = filter_queries(self.req, types, self.repo.registry, self.base) if self.req.filters else None
+        result = page_searcher(self.searcher, self.who, self.req, q.cursor, filters).run(conn, q, self.page_size)
         return result.matches, _compartments(conn, result.matches), result.next_cursor
 
     def _type(self, conn: Connection, res_type: str, label: str) -> None:
@@ -368,14 +416,16 @@ class Runner:
         ids = sorted(self.patients)
         for i in range(0, len(ids), _AUDIT_BATCH):
             self._check()
-            facts = Facts("GET", path, query, 200, self.who, ids[i:i + _AUDIT_BATCH], [], SUCCESS, reason,
+            facts = Facts("POST" if self.req.post else "GET", path, query, 200, self.who, ids[i:i + _AUDIT_BATCH],
+                          [], SUCCESS, reason,
                           now_us(), self.client_address, self.base)
             self.audit.append(audit_events(facts))
 
     def _manifest(self, at: int, excluded: int) -> dict[str, Any]:
         return {
             "transactionTime": iso_instant(at),
-            "request": f"{self.base}{self.req.path_and_query}",
+            # a POST kick-off's parameters were in its body: the URL alone, as STU2 asks
+            "request": f"{self.base}{self.req.path_and_query.partition('?')[0] if self.req.post else self.req.path_and_query}",
             "requiresAccessToken": True,
             "output": [{"type": o.res_type, "url": f"{self.base}/$export-file/{self.job.id}/{o.name}",
                         "count": o.count} for o in self.files.outputs],

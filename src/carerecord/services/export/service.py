@@ -92,6 +92,7 @@ class Exports:
         job.create({"id": job.id, "owner": _owner_json(principal),
                      "purpose": principal.purpose.value, "level": req.level, "group": req.group,
                      "types": list(req.types), "since_us": req.since_us, "media": req.media,
+                     "type_filters": [f"{f.res_type}?{f.criteria}" for f in req.filters],
                      "request": f"{self.base}{req.path_and_query}", "created_us": now_us()})
         job.set_state(State(QUEUED, "queued"))
         runner = Runner(job, principal, req, self.repo, self.searcher, self.base, audit=self.audit,
