@@ -3,7 +3,9 @@ in clinically sensible ways."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +28,17 @@ DMD_SOURCES = {
     "azithromycin": "nhs-eps/primary-care/acute/nominated-pharmacy/medical-prescriber/1-Prepare-Request-200_OK.json",
 }
 PENICILLINS = {codes.MEDICINES[k].code.code for k in ("amoxicillin_500", "amoxicillin_250")}
+DMD_CODED = sorted(k for k, m in codes.MEDICINES.items() if m.code.system == codes.DMD)
+VTM_CODED = sorted(k for k, m in codes.MEDICINES.items() if m.code.system != codes.DMD)
+KNOWLEDGE_BASE = Path(__file__).resolve().parents[2] / "src/carerecord/services/medicines/data/medicines.json"
+
+
+@pytest.mark.parametrize("key", VTM_CODED)
+def test_each_vtm_coded_medicine_is_the_knowledge_base_vtm_with_its_product_in_the_text(key: str) -> None:
+    medicine = codes.MEDICINES[key]
+    vtms = {m["name"]: m.get("vtm") for m in json.loads(KNOWLEDGE_BASE.read_text())["medicines"]}
+    assert medicine.code.system == codes.SNOMED and vtms[medicine.code.display] == medicine.code.code
+    assert medicine.text and medicine.text.startswith(medicine.code.display)
 
 
 def test_every_coding_comes_from_the_documented_tables(resources: list[Resource]) -> None:
@@ -42,7 +55,7 @@ def test_every_coding_display_matches_its_table_entry(resources: list[Resource])
     assert wrong == set()
 
 
-@pytest.mark.parametrize("key", sorted(codes.MEDICINES))
+@pytest.mark.parametrize("key", DMD_CODED)
 def test_each_dmd_code_and_display_is_found_in_its_cited_file(key: str) -> None:
     assert key in DMD_SOURCES
     path = SHARED_DATA / DMD_SOURCES[key]
