@@ -76,25 +76,26 @@ def test_no_penicillin_allergic_person_is_prescribed_a_penicillin(people: list[l
         assert not prescribed & PENICILLINS
 
 
-def test_hba1c_is_recorded_only_for_people_with_diabetes(people: list[list[Resource]]) -> None:
+def test_hba1c_is_recorded_only_for_people_with_diabetes_and_for_nearly_all_of_them(
+        people: list[list[Resource]]) -> None:
     hba1c = codes.OBS_HBA1C[0].code
     measured = [p for p in people if hba1c in codes_of(p, "Observation")]
-    assert measured
-    for person in people:
-        diabetic = codes.CONDITIONS["diabetes_t2"].code in codes_of(person, "Condition")
-        assert (person in measured) == diabetic
+    diabetic = [p for p in people if codes.CONDITIONS["diabetes_t2"].code in codes_of(p, "Condition")]
+    assert measured and all(p in diabetic for p in measured)
+    assert len(measured) >= 0.8 * len(diabetic)
 
 
-def test_medication_requests_are_orders_with_dosage_text_and_timing(resources: list[Resource]) -> None:
+def test_medication_requests_are_orders_or_issues_with_dosage_text_and_timing(resources: list[Resource]) -> None:
     requests = of_type(resources, "MedicationRequest")
-    assert requests
+    assert {r["intent"] for r in requests} == {"order", "instance-order"}
     for req in requests:
-        assert req["intent"] == "order" and req["status"] in {"active", "completed"}
+        assert req["status"] in {"active", "completed"}
         dosage = req["dosageInstruction"][0]
         assert dosage["text"] and dosage["timing"]["repeat"]["frequency"] >= 1
         course = req["courseOfTherapyType"]["coding"][0]["code"]
         assert course in {"acute", "continuous"}
-        assert course == "acute" or req["status"] == "active"
+        # an issue of a repeat is made from an authorisation; an order is not made from anything
+        assert ("basedOn" in req) == (req["intent"] == "instance-order")
 
 
 def test_blood_pressure_has_systolic_and_diastolic_components_in_mm_hg(resources: list[Resource]) -> None:
