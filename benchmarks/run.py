@@ -151,7 +151,8 @@ def parse_args(argv: list[str] | None) -> Config:
     p.add_argument("--no-search", action="store_true", help="no searches (the suite as before issue 3)")
     p.add_argument("--reuse-db", type=Path, metavar="PATH",
                    help="the SQLite community file to search (built there if missing; default "
-                        "benchmarks/results/community-<people>p-seed<seed>.db, reused when present)")
+                        "benchmarks/results/community-<people>p-seed<seed>-g<generator version>.db, "
+                        "reused when present)")
     p.add_argument("--rebuild-db", action="store_true", help="rebuild the SQLite community file even if present")
     p.add_argument("--pg-community", metavar="URL",
                    help="a PostgreSQL database already holding the community (carerecord demo --no-serve "

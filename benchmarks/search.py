@@ -1,10 +1,12 @@
 """The search benchmarks (issue 3): the demo community, the search URLs picked from it, and the
 sequential latency measurements (``_total=accurate``, first and last page).
 
-The community is what ``carerecord demo --no-serve --people N --seed S`` loads (about 10.6
-resources per person). Loading 100,000 people into SQLite takes several minutes, so the SQLite
-file is kept under ``benchmarks/results/`` (``community-<N>p-seed<S>.db``, with a ``.json`` beside
-it saying how and when it was built) and reused while the schema revision is unchanged.
+The community is what ``carerecord demo --no-serve --people N --seed S`` loads (about 31
+resources per person: ``carerecord.demo.RESOURCES_PER_PERSON``). Loading 100,000 people into SQLite
+takes a long while, so the SQLite file is kept under ``benchmarks/results/``
+(``community-<N>p-seed<S>-g<V>.db``, V being ``carerecord.demo.GENERATOR_VERSION``, with a ``.json``
+beside it saying how and when it was built) and reused while the schema revision is unchanged; a
+file built by another generator version has another name, and is refused if passed by path.
 PostgreSQL gets the same community loaded into a fresh database on every run.
 
 Each search is a list of real URLs (``paths``), one per line, queried from the loaded database
@@ -32,8 +34,8 @@ from benchmarks.common import ROOT, _git_head, auth_headers, carerecord_command,
 RESULTS = ROOT / "benchmarks" / "results"
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 SNOMED = "http://snomed.info/sct"
-BLOOD_PRESSURE = "75367002"  # demo/codes.py OBS_BP: every adult at every review and admission
-HEART_RATE = "364075005"  # OBS_HEART_RATE: as common as blood pressure (~1.03 per person)
+BLOOD_PRESSURE = "75367002"  # demo/codes.py OBS_BP: every adult at every review, check and admission
+HEART_RATE = "364075005"  # OBS_HEART_RATE: as common as blood pressure (~1.3 per person)
 SAMPLE = 2000  # URLs per search file
 
 
@@ -71,7 +73,10 @@ LAST_PAGE_RATIO = 1.10  # last page median / first page median: "no more than", 
 
 # -- the community --------------------------------------------------------------------------------
 def cache_path(people: int, seed: int) -> Path:
-    return RESULTS / f"community-{people}p-seed{seed}.db"
+    """Where the SQLite community of ``people`` people of ``seed`` is cached, for this generator."""
+    from carerecord.demo import GENERATOR_VERSION
+
+    return RESULTS / f"community-{people}p-seed{seed}-g{GENERATOR_VERSION}.db"
 
 
 def schema_head() -> str:
@@ -119,6 +124,8 @@ def sqlite_community(path: Path, people: int, seed: int, workdir: Path, rebuild:
     """The SQLite community file at ``path``: reused when its sidecar says it holds ``people``
     people of ``seed`` (migrated first when built at an older schema revision; with no sidecar: a file
     the user built, reused unchecked), else built there. Returns the build facts (from the sidecar when reused)."""
+    from carerecord.demo import GENERATOR_VERSION
+
     meta_path = path.with_suffix(".json")
     head = schema_head()
     if path.exists() and not rebuild:
@@ -127,6 +134,9 @@ def sqlite_community(path: Path, people: int, seed: int, workdir: Path, rebuild:
             if (meta.get("people"), meta.get("seed")) != (people, seed):
                 raise SystemExit(f"{path} holds {meta.get('people')} people (seed {meta.get('seed')}), "
                                  f"not {people} (seed {seed}): pass --people/--seed to match, or another file")
+            if meta.get("generator", 1) != GENERATOR_VERSION:
+                raise SystemExit(f"{path} was built by demo generator version {meta.get('generator', 1)}, not "
+                                 f"{GENERATOR_VERSION}: pass --rebuild-db, or another file")
             if meta.get("schema") == head:
                 log(f"sqlite: reusing the community in {path} (built {meta.get('built')} at "
                     f"commit {meta.get('commit')}, {meta.get('resources', 0):,} resources)")
@@ -158,7 +168,7 @@ def sqlite_community(path: Path, people: int, seed: int, workdir: Path, rebuild:
         if Path(f"{partial}{suffix}").exists():
             Path(f"{partial}{suffix}").rename(f"{path}{suffix}")
     partial.rename(path)
-    meta = {**info, "schema": head, "commit": _git_head(),
+    meta = {**info, "schema": head, "generator": GENERATOR_VERSION, "commit": _git_head(),
             "built": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     meta_path.write_text(json.dumps(meta, indent=2))
     log(f"sqlite: community built: {info['resources']:,} resources in {info['seconds']:.0f} s "

@@ -257,7 +257,8 @@ def test_a_care_worker_records_observations_and_notes_but_does_not_prescribe(dem
         "payload": [{"contentString": "Ate well at lunch, walked in the garden"}]})
     assert note.status_code == 201, note.text
     assert demo.post("/MedicationRequest", headers=h, json=prescription(resident)).status_code == 403
-    [order] = entries(demo.get("/MedicationRequest", params={"subject": f"Patient/{resident}", "_count": "1"}))
+    [order] = entries(demo.get("/MedicationRequest", params={"subject": f"Patient/{resident}", "status": "active",
+                                                             "_count": "1"}))
     assert demo.get(f"/MedicationRequest/{order['id']}", headers=h).status_code == 200  # they read medicines
     assert demo.put(f"/MedicationRequest/{order['id']}", headers=h, json=order).status_code == 403
     stopped = demo.post(f"/MedicationRequest/{order['id']}/$stop", headers=h, json={"resourceType": "Parameters", "parameter": [

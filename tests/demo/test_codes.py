@@ -3,7 +3,9 @@ in clinically sensible ways."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +28,17 @@ DMD_SOURCES = {
     "azithromycin": "nhs-eps/primary-care/acute/nominated-pharmacy/medical-prescriber/1-Prepare-Request-200_OK.json",
 }
 PENICILLINS = {codes.MEDICINES[k].code.code for k in ("amoxicillin_500", "amoxicillin_250")}
+DMD_CODED = sorted(k for k, m in codes.MEDICINES.items() if m.code.system == codes.DMD)
+VTM_CODED = sorted(k for k, m in codes.MEDICINES.items() if m.code.system != codes.DMD)
+KNOWLEDGE_BASE = Path(__file__).resolve().parents[2] / "src/carerecord/services/medicines/data/medicines.json"
+
+
+@pytest.mark.parametrize("key", VTM_CODED)
+def test_each_vtm_coded_medicine_is_the_knowledge_base_vtm_with_its_product_in_the_text(key: str) -> None:
+    medicine = codes.MEDICINES[key]
+    vtms = {m["name"]: m.get("vtm") for m in json.loads(KNOWLEDGE_BASE.read_text())["medicines"]}
+    assert medicine.code.system == codes.SNOMED and vtms[medicine.code.display] == medicine.code.code
+    assert medicine.text and medicine.text.startswith(medicine.code.display)
 
 
 def test_every_coding_comes_from_the_documented_tables(resources: list[Resource]) -> None:
@@ -42,7 +55,7 @@ def test_every_coding_display_matches_its_table_entry(resources: list[Resource])
     assert wrong == set()
 
 
-@pytest.mark.parametrize("key", sorted(codes.MEDICINES))
+@pytest.mark.parametrize("key", DMD_CODED)
 def test_each_dmd_code_and_display_is_found_in_its_cited_file(key: str) -> None:
     assert key in DMD_SOURCES
     path = SHARED_DATA / DMD_SOURCES[key]
@@ -63,25 +76,26 @@ def test_no_penicillin_allergic_person_is_prescribed_a_penicillin(people: list[l
         assert not prescribed & PENICILLINS
 
 
-def test_hba1c_is_recorded_only_for_people_with_diabetes(people: list[list[Resource]]) -> None:
+def test_hba1c_is_recorded_only_for_people_with_diabetes_and_for_nearly_all_of_them(
+        people: list[list[Resource]]) -> None:
     hba1c = codes.OBS_HBA1C[0].code
     measured = [p for p in people if hba1c in codes_of(p, "Observation")]
-    assert measured
-    for person in people:
-        diabetic = codes.CONDITIONS["diabetes_t2"].code in codes_of(person, "Condition")
-        assert (person in measured) == diabetic
+    diabetic = [p for p in people if codes.CONDITIONS["diabetes_t2"].code in codes_of(p, "Condition")]
+    assert measured and all(p in diabetic for p in measured)
+    assert len(measured) >= 0.8 * len(diabetic)
 
 
-def test_medication_requests_are_orders_with_dosage_text_and_timing(resources: list[Resource]) -> None:
+def test_medication_requests_are_orders_or_issues_with_dosage_text_and_timing(resources: list[Resource]) -> None:
     requests = of_type(resources, "MedicationRequest")
-    assert requests
+    assert {r["intent"] for r in requests} == {"order", "instance-order"}
     for req in requests:
-        assert req["intent"] == "order" and req["status"] in {"active", "completed"}
+        assert req["status"] in {"active", "completed"}
         dosage = req["dosageInstruction"][0]
         assert dosage["text"] and dosage["timing"]["repeat"]["frequency"] >= 1
         course = req["courseOfTherapyType"]["coding"][0]["code"]
         assert course in {"acute", "continuous"}
-        assert course == "acute" or req["status"] == "active"
+        # an issue of a repeat is made from an authorisation; an order is not made from anything
+        assert ("basedOn" in req) == (req["intent"] == "instance-order")
 
 
 def test_blood_pressure_has_systolic_and_diastolic_components_in_mm_hg(resources: list[Resource]) -> None:

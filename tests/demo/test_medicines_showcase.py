@@ -3,7 +3,7 @@ carries what its check needs, and adding them changed nobody else's record."""
 
 from __future__ import annotations
 
-from carerecord.demo import DEMO_TODAY, person_resources
+from carerecord.demo import DEMO_TODAY, codes, person_resources
 from carerecord.demo.medicines import SLOTS, scenarios_of
 from carerecord.demo.people import profile
 
@@ -33,8 +33,11 @@ def test_the_renal_patient_has_an_egfr_the_dose_checks_read() -> None:
 
 def test_one_repeat_of_the_repeats_patient_is_overdue_for_review() -> None:
     [index] = _scenarios(100)["repeats"]
-    reviews = [e["valueDateTime"] for r in person_resources(index, SEED, DEMO_TODAY)
-               if r["resourceType"] == "MedicationRequest" for x in r.get("extension", [])
+    showcase = {codes.MEDICINES[k].code.code for k in ("amlodipine", "furosemide")}
+    orders = [r for r in person_resources(index, SEED, DEMO_TODAY) if r["resourceType"] == "MedicationRequest"
+              and r["medicationCodeableConcept"]["coding"][0]["code"] in showcase]
+    assert [r["intent"] for r in orders] == ["order", "order"]  # the showcase's own, nothing ordinary
+    reviews = [e["valueDateTime"] for r in orders for x in r.get("extension", [])
                for e in x.get("extension", []) if e["url"] == "authorisationExpiryDate"]
     assert sorted(d < DEMO_TODAY.isoformat() for d in reviews) == [False, True]
 

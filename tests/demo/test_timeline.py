@@ -19,12 +19,17 @@ def _past_dates(resource: Resource) -> list[str]:
     if kind == "Encounter":
         return [resource["period"]["start"], *([resource["period"]["end"]] if "end" in resource["period"] else [])]
     if kind == "Observation":
-        return [resource["effectiveDateTime"]]
+        return [resource["effectiveDateTime"], *([resource["issued"]] if "issued" in resource else [])]
+    if kind == "DiagnosticReport":
+        return [resource["effectiveDateTime"], resource["issued"]]
+    if kind == "Immunization":
+        return [resource["occurrenceDateTime"], resource["recorded"]]
     if kind == "Condition":
         return [resource["onsetDateTime"], resource["recordedDate"], *
                 ([resource["abatementDateTime"]] if "abatementDateTime" in resource else [])]
     if kind == "MedicationRequest":
-        return [resource["authoredOn"]]
+        return [resource["authoredOn"], *([resource["dispenseRequest"]["validityPeriod"]["start"]]
+                                          if "validityPeriod" in resource.get("dispenseRequest", {}) else [])]
     if kind == "AllergyIntolerance":
         return [resource["recordedDate"]]
     if kind in ("Flag", "EpisodeOfCare", "CareTeam"):

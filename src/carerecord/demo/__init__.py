@@ -1,7 +1,7 @@
 """A seeded, reproducible, entirely synthetic integrated care community for demos and benchmarks.
 
-An edge layer: it imports only ``carerecord.fhir`` and ``carerecord.errors`` from the project
-(in fact neither, today) and nothing imports it except the CLI.
+An edge layer: it imports nothing else from the project, and nothing imports it except the CLI
+(and the benchmarks and tests).
 
 :func:`generate` yields FHIR R4 transaction Bundles. The first holds the shared organisations
 (GP practice, hospital trust with wards and pharmacy, community pharmacy, ambulance trust, care
@@ -27,10 +27,16 @@ from carerecord.demo.timeline import person_resources
 
 # The demo's "today": fixed so output is reproducible; pass ``today=date.today()`` for a live demo.
 DEMO_TODAY = date(2026, 11, 23)
-RESOURCES_PER_PERSON = 10.6  # measured mean over 20,000 people, seed 2026
+# Mean resources in a person's Bundle: 623,970 for people 0-19,999 (seed 2026, DEMO_TODAY), measured
+# with ``b = generate(20000); next(b); sum(len(x["entry"]) for x in b) / 20000`` (31.198).
+RESOURCES_PER_PERSON = 31.2
+# Bumped whenever the same (people, seed, today) gives different output, so a cached community
+# (benchmarks/search.py's community-<N>p-seed<S>-g<V>.db) is never mistaken for another version's.
+# 1: the first generator (about 10.6 resources a person); 2: longitudinal records (about 31).
+GENERATOR_VERSION = 2
 
-__all__ = ["DEMO_TODAY", "MAX_PEOPLE", "count_resources", "generate", "person_resources",
-           "transaction"]
+__all__ = ["DEMO_TODAY", "GENERATOR_VERSION", "MAX_PEOPLE", "RESOURCES_PER_PERSON", "count_resources", "generate",
+           "person_resources", "transaction"]
 
 
 def transaction(resources: Iterable[dict[str, Any]]) -> dict[str, Any]:

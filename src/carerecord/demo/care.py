@@ -13,8 +13,9 @@ from datetime import date, timedelta
 from typing import Any
 
 from carerecord.demo import codes
+from carerecord.demo.clinical import concept, quantity
 from carerecord.demo.organisations import Site, Staff
-from carerecord.demo.record import Record, ref
+from carerecord.demo.record import Record, ref, stamp
 
 
 def _member(staff: Staff, organization: str) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def care_package(rec: Record, provider: Site, team: list[Staff], lead: Staff, si
 
 
 def residential_care(rec: Record) -> None:
-    """The care-home resident's EpisodeOfCare and CareTeam."""
+    """The care-home resident's EpisodeOfCare and CareTeam, and the home's monthly weights."""
     p = rec.person
     home = p.care_home
     if home is None:
@@ -56,6 +57,30 @@ def residential_care(rec: Record) -> None:
     manager = home.members("care_home_manager")[0]
     team = [manager, *home.members("staff_nurse"), p.rng.choice(home.members("care_worker"))]
     care_package(rec, home, team, manager, since, "Residential care")
+    _monthly_weights(rec, home, max(since, p.today - timedelta(days=365)))
+
+
+def _monthly_weights(rec: Record, home: Site, start: date) -> None:
+    """A resident's weight each month since ``start``, taken by the home's care workers: homes
+    weigh residents monthly to screen for malnutrition (MUST; NICE CG32 1.2 and QS24 statement 1
+    ask for screening on admission and when there is concern), and weight loss is what they look for.
+    No Encounter: it is part of daily life in the home, not a visit."""
+    p = rec.person
+    health = rec.health
+    assert health is not None
+    carers = home.members("care_worker")
+    weight = health.bmi * (health.height / 100) ** 2
+    losing = p.rng.random() < 0.25  # a quarter lose weight through the year
+    day = start + timedelta(days=p.rng.randint(0, 27))
+    while day < p.today:
+        weight += p.rng.gauss(-0.4 if losing else 0.0, 0.5)
+        when = stamp(day, 7 * 60 + 30 + 5 * p.rng.randrange(0, 24))
+        rec.add({"resourceType": "Observation", "id": rec.new_id("obs"), "status": "final",
+                 "category": [codes.OBS_CAT_VITAL.concept()], "code": concept(codes.OBS_WEIGHT),
+                 "subject": rec.subject(), "effectiveDateTime": when,
+                 "performer": [ref("Practitioner", p.rng.choice(carers).practitioner)],
+                 "valueQuantity": quantity(round(max(weight, 30.0), 1), "kg")})
+        day += timedelta(days=28 + p.rng.randint(0, 6))
 
 
 def home_care(rec: Record) -> Staff | None:

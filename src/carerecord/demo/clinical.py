@@ -2,9 +2,9 @@
 
 Each builder takes the person's :class:`Record`, adds the resource and returns it, so the caller
 can point other resources at it. Values are plausible, not real: blood pressure rises with age
-and hypertension, HbA1c is only measured in people with diabetes, penicillin-allergic people are
-never given a penicillin (nor cefalexin), and long-term medicines are continuous repeats sent to
-the person's community pharmacy.
+and hypertension, adults keep their height and their weight drifts around their own BMI
+(health.py), and penicillin-allergic people are never given a penicillin (nor cefalexin).
+Laboratory results are in labs.py, repeat prescribing in repeats.py.
 """
 
 from __future__ import annotations
@@ -13,18 +13,9 @@ from datetime import date, timedelta
 from typing import Any
 
 from carerecord.demo import codes
-from carerecord.demo.codes import Code
+from carerecord.demo.codes import Code, Medicine
 from carerecord.demo.organisations import Staff
 from carerecord.demo.record import Record, ref, stamp
-
-# long-term condition -> medicines for it, with the chance each is prescribed
-LONG_TERM_MEDICINES: dict[str, tuple[tuple[str, float], ...]] = {
-    "hypertension": (("amlodipine", 0.8),),
-    "heart_failure": (("furosemide", 0.9),),
-    "asthma": (("salbutamol", 0.95), ("budesonide", 0.6)),
-    "copd": (("salbutamol", 0.95),),
-    "oa_knee": (("paracetamol", 0.6), ("diclofenac_gel", 0.35)),
-}
 
 
 def condition(rec: Record, key: str, onset: date, recorder: Staff, *, diagnosis: bool = False,
@@ -61,7 +52,8 @@ def long_term_conditions(rec: Record) -> dict[str, str]:
         earliest = min(earliest, p.age)
         years_ago = p.rng.randint(0, max(0, min(p.age - earliest, 6 if key in ("dementia", "alzheimers") else 25)))
         onset = p.today - timedelta(days=years_ago * 365 + p.rng.randint(30, 360))
-        out[key] = condition(rec, key, max(onset, p.birth), p.usual_gp)["id"]
+        rec.onsets[key] = max(onset, p.birth)
+        out[key] = condition(rec, key, rec.onsets[key], p.usual_gp)["id"]
     return out
 
 
@@ -112,18 +104,8 @@ def medication(rec: Record, key: str, authored: date, requester: Staff, *, conti
     supply runs out and completed after that."""
     med = codes.MEDICINES[key]
     ended = authored + timedelta(days=med.days) < rec.person.today
-    dosage: dict[str, Any] = {"text": med.dose_text,
-                              "timing": {"repeat": {"frequency": med.frequency, "period": 1,
-                                                    "periodUnit": "d"}}}
-    if med.as_needed:
-        dosage["asNeededBoolean"] = True
-    if med.route is not None:
-        dosage["route"] = med.route.concept()
-    quantity: dict[str, Any] = {"value": med.quantity, "unit": med.unit_text}
-    if med.unit is not None:
-        quantity.update(system=med.unit.system, code=med.unit.code)
-    dispense: dict[str, Any] = {"quantity": quantity,
-                                "expectedSupplyDuration": _quantity(med.days, "d")}
+    dosage = dosage_of(med)
+    dispense: dict[str, Any] = {"quantity": supply(med), "expectedSupplyDuration": quantity(med.days, "d")}
     if continuous:
         dispense["numberOfRepeatsAllowed"] = 5
     if pharmacy:
@@ -132,7 +114,7 @@ def medication(rec: Record, key: str, authored: date, requester: Staff, *, conti
         "resourceType": "MedicationRequest", "id": rec.new_id("med"),
         "status": "completed" if ended and not continuous else "active", "intent": "order",
         "category": [(codes.CATEGORY_DISCHARGE if discharge else codes.CATEGORY_COMMUNITY).concept()],
-        "medicationCodeableConcept": med.code.concept(), "subject": rec.subject()}
+        "medicationCodeableConcept": med.code.concept(med.text), "subject": rec.subject()}
     if encounter:
         req["encounter"] = ref("Encounter", encounter)
     req["authoredOn"] = stamp(authored, 9 * 60 + rec.person.rng.randrange(0, 480))
@@ -145,26 +127,52 @@ def medication(rec: Record, key: str, authored: date, requester: Staff, *, conti
     return rec.add(req)
 
 
-def _concept(pair: tuple[Code, ...]) -> dict[str, Any]:
-    return {"coding": [c.coding() for c in pair]}
+def dosage_of(med: Medicine) -> dict[str, Any]:
+    """The Dosage of a medicine: its label text, daily timing, route and as-needed flag."""
+    dosage: dict[str, Any] = {"text": med.dose_text,
+                              "timing": {"repeat": {"frequency": med.frequency, "period": 1, "periodUnit": "d"}}}
+    if med.as_needed:
+        dosage["asNeededBoolean"] = True
+    if med.route is not None:
+        dosage["route"] = med.route.concept()
+    return dosage
 
 
-def _quantity(value: float, code: str) -> dict[str, Any]:
+def supply(med: Medicine) -> dict[str, Any]:
+    """The quantity of one supply (dispenseRequest.quantity), in its SNOMED CT unit when it has one."""
+    amount: dict[str, Any] = {"value": med.quantity, "unit": med.unit_text}
+    if med.unit is not None:
+        amount.update(system=med.unit.system, code=med.unit.code)
+    return amount
+
+
+def concept(codings: tuple[Code, ...]) -> dict[str, Any]:
+    """A CodeableConcept with each of ``codings`` (e.g. SNOMED CT and LOINC for one concept)."""
+    return {"coding": [c.coding() for c in codings]}
+
+
+def quantity(value: float, code: str) -> dict[str, Any]:
     """A UCUM Quantity; the human unit comes from codes.UNITS."""
     return {"value": value, "unit": codes.UNITS[code].display, "system": codes.UCUM, "code": code}
 
 
-def _observation(rec: Record, code: tuple[Code, ...], when: str, encounter: str, performer: str,
-                 category: Code = codes.OBS_CAT_VITAL) -> dict[str, Any]:
-    return {"resourceType": "Observation", "id": rec.new_id("obs"), "status": "final",
-            "category": [category.concept()], "code": _concept(code), "subject": rec.subject(),
-            "encounter": ref("Encounter", encounter), "effectiveDateTime": when,
-            "performer": [{"reference": performer}]}
+def observation(rec: Record, code: tuple[Code, ...], when: str, encounter: str | None, performer: str,
+                category: Code = codes.OBS_CAT_VITAL) -> dict[str, Any]:
+    """A final Observation (not yet added): ``performer`` is a full reference string and
+    ``encounter`` an Encounter id (None when it was not taken at one)."""
+    obs: dict[str, Any] = {"resourceType": "Observation", "id": rec.new_id("obs"), "status": "final",
+                           "category": [category.concept()], "code": concept(code), "subject": rec.subject()}
+    if encounter:
+        obs["encounter"] = ref("Encounter", encounter)
+    obs["effectiveDateTime"] = when
+    obs["performer"] = [{"reference": performer}]
+    return obs
 
 
 def vital_signs(rec: Record, when: str, encounter: str, performer: str, *,
-                measurements: bool) -> None:
-    """Blood pressure and heart rate for adults; with ``measurements`` also weight, height and BMI.
+                measurements: bool, height: bool = True) -> None:
+    """Blood pressure and heart rate for adults; with ``measurements`` also weight and BMI, and
+    height unless ``height`` is False (an adult's height is measured once in a while).
 
     ``performer`` is a full reference string ("Practitioner/..."). Children get only weight and
     height, and only when ``measurements`` is set."""
@@ -174,49 +182,40 @@ def vital_signs(rec: Record, when: str, encounter: str, performer: str, *,
     if adult:
         systolic = 108 + 0.45 * p.age + (14 if "hypertension" in p.chronic else 0) + rng.gauss(0, 11)
         diastolic = 62 + 0.12 * p.age + (6 if "hypertension" in p.chronic else 0) + rng.gauss(0, 7)
-        bp = _observation(rec, codes.OBS_BP, when, encounter, performer)
+        bp = observation(rec, codes.OBS_BP, when, encounter, performer)
         bp["component"] = [
-            {"code": _concept(codes.OBS_SYSTOLIC),
-             "valueQuantity": _quantity(round(min(max(systolic, 90), 200)), "mm[Hg]")},
-            {"code": _concept(codes.OBS_DIASTOLIC),
-             "valueQuantity": _quantity(round(min(max(diastolic, 50), 120)), "mm[Hg]")}]
+            {"code": concept(codes.OBS_SYSTOLIC),
+             "valueQuantity": quantity(round(min(max(systolic, 90), 200)), "mm[Hg]")},
+            {"code": concept(codes.OBS_DIASTOLIC),
+             "valueQuantity": quantity(round(min(max(diastolic, 50), 120)), "mm[Hg]")}]
         rec.add(bp)
         rate = rng.gauss(88 if "af" in p.chronic else 72, 10)
-        hr = _observation(rec, codes.OBS_HEART_RATE, when, encounter, performer)
-        hr["valueQuantity"] = _quantity(round(min(max(rate, 45), 140)), "/min")
+        hr = observation(rec, codes.OBS_HEART_RATE, when, encounter, performer)
+        hr["valueQuantity"] = quantity(round(min(max(rate, 45), 140)), "/min")
         rec.add(hr)
     if not measurements:
         return
-    height, bmi = _size(rec)
-    weight = round(bmi * (height / 100) ** 2, 1)
-    for code, value in ((codes.OBS_WEIGHT, _quantity(weight, "kg")),
-                        (codes.OBS_HEIGHT, _quantity(height, "cm"))):
-        obs = _observation(rec, code, when, encounter, performer)
+    tall, bmi = _size(rec, date.fromisoformat(when[:10]))
+    weight = round(bmi * (tall / 100) ** 2, 1)
+    measured = [(codes.OBS_WEIGHT, quantity(weight, "kg"))]
+    if height or not adult:
+        measured.append((codes.OBS_HEIGHT, quantity(tall, "cm")))
+    if adult:
+        measured.append((codes.OBS_BMI, quantity(round(weight / (tall / 100) ** 2, 1), "kg/m2")))
+    for code, value in measured:
+        obs = observation(rec, code, when, encounter, performer)
         obs["valueQuantity"] = value
         rec.add(obs)
-    if adult:
-        obs = _observation(rec, codes.OBS_BMI, when, encounter, performer)
-        obs["valueQuantity"] = _quantity(round(weight / (height / 100) ** 2, 1), "kg/m2")
-        rec.add(obs)
 
 
-def _size(rec: Record) -> tuple[float, float]:
-    """(height in cm, BMI) plausible for the person's age and sex."""
+def _size(rec: Record, day: date) -> tuple[float, float]:
+    """(height in cm, BMI) on ``day``: children grow, adults keep their height and their weight
+    drifts around their own BMI (health.py)."""
     p = rec.person
     rng = p.rng
-    if p.age < 16:
-        height = 52 + 6.2 * p.age + rng.gauss(0, 4) if p.age else 60 + rng.gauss(0, 3)
-        return round(height, 1), round(16 + 0.2 * p.age + rng.gauss(0, 1.5), 1)
-    height = (162 if p.female else 176) + rng.gauss(0, 7) - (4 if p.age >= 75 else 0)
-    bmi = rng.gauss(24 if p.care_home else 27.5, 4.5)
-    if "diabetes_t2" in p.chronic:
-        bmi += 3
-    return round(height, 1), min(max(bmi, 16.5), 48.0)
-
-
-def hba1c(rec: Record, when: str, encounter: str, performer: str) -> None:
-    """An IFCC HbA1c result (mmol/mol); the demo measures it only in people with diabetes."""
-    value = round(min(max(rec.person.rng.gauss(58, 11), 38), 110))
-    obs = _observation(rec, codes.OBS_HBA1C, when, encounter, performer, codes.OBS_CAT_LAB)
-    obs["valueQuantity"] = _quantity(value, "mmol/mol")
-    rec.add(obs)
+    age = p.age - (p.today - day).days // 365
+    if age < 16:
+        height = 52 + 6.2 * age + rng.gauss(0, 4) if age > 0 else 60 + rng.gauss(0, 3)
+        return round(height, 1), round(16 + 0.2 * max(age, 0) + rng.gauss(0, 1.5), 1)
+    assert rec.health is not None
+    return rec.health.height, min(max(rec.health.bmi + rng.gauss(0, 0.6), 16.5), 48.0)

@@ -11,6 +11,16 @@ Sources (all under ``shared/data`` of the project workspace):
 - ``fhir-r4-definitions``: the HL7 code systems shipped with R4 (HL7).
 - Codes marked REASONED are well-known SNOMED CT concepts that none of those files hold; they were
   checked against their use in public FHIR code (NHS SCR guidance, QOF clusters) and by reasoning.
+- ``services/medicines/data/medicines.json``: the bundled medicines knowledge base, whose dm+d VTM
+  codes were matched by exact name against a dm+d release (KB).
+- Public NHS code, checked by exact code and term (PUB, with the project named):
+  MAVIS = NHS England's Manage vaccinations in schools (github.com/nhsuk/manage-vaccinations-in-schools,
+  ``app/models/programme.rb`` and ``config/vaccines.yml``); IMMS = NHS England's Immunisation FHIR API
+  and its test data (github.com/NHSDigital/immunisation-fhir-api, NHSDigital/ravs-tests); PBCL = the
+  NHS Pathology Bounded Code List observables (UK Core ``UKCore-PathologyBoundedCodeListObservables``),
+  seen with the same term in OpenSAFELY codelists built from English GP records and in NHS England's
+  NHS Health Check online terminology page; MII = the German Medical Informatics Initiative lung
+  function module (SNOMED CT international observables).
 
 The demo uses no other code: ``tests/demo/test_codes.py`` checks every coding it generates
 against :func:`known_codings`.
@@ -129,6 +139,7 @@ class Medicine(NamedTuple):
     unit: Code | None  # dispenseRequest unit (SNOMED unit of presentation), None: text only
     unit_text: str
     days: int  # expected supply duration (dispenseRequest.expectedSupplyDuration)
+    text: str | None = None  # the product, when ``code`` is a VTM (prescribing at VTM level)
 
 
 def _dmd(code: str, display: str) -> Code:
@@ -184,6 +195,21 @@ MEDICINES: dict[str, Medicine] = {
     "azithromycin": Medicine(_dmd("324252006", "Azithromycin 250mg capsules"),
                              "Two capsules once daily for 3 days", 1, False, ROUTE_ORAL, 6, None,
                              "capsule", 3),
+    # Long-term medicines with no product in the local sources: coded at dm+d VTM level (the
+    # moiety's SNOMED CT code, KB), the product in the text, as medicines.py's showcase does.
+    # 56 days a supply: many practices issue stable long-term tablets two months at a time.
+    # Amlodipine tablets (NICE NG136: a calcium-channel blocker), the long-term repeat; the
+    # oral solution above is the EPS example's product, kept for medicines.py's repeats showcase.
+    "amlodipine_tablets": Medicine(Code(SNOMED, "108537001", "Amlodipine"), "One tablet once a day", 1, False,
+                                   ROUTE_ORAL, 56, UNIT_TABLET, "tablet", 56, "Amlodipine 5mg tablets"),
+    # Metformin: NICE NG28, first-line for type 2 diabetes.
+    "metformin": Medicine(Code(SNOMED, "109081006", "Metformin"), "One tablet twice a day with meals", 2,
+                          False, ROUTE_ORAL, 112, UNIT_TABLET, "tablet", 56, "Metformin 500mg tablets"),
+    # Atorvastatin: NICE NG238 (20 mg for primary prevention, 80 mg after MI or stroke).
+    "atorvastatin_20": Medicine(Code(SNOMED, "108600003", "Atorvastatin"), "One tablet at night", 1, False,
+                                ROUTE_ORAL, 56, UNIT_TABLET, "tablet", 56, "Atorvastatin 20mg tablets"),
+    "atorvastatin_80": Medicine(Code(SNOMED, "108600003", "Atorvastatin"), "One tablet at night", 1, False,
+                                ROUTE_ORAL, 56, UNIT_TABLET, "tablet", 56, "Atorvastatin 80mg tablets"),
 }
 COURSE_ACUTE = hl7("medicationrequest-course-of-therapy", "acute", "Short course (acute) therapy")
 COURSE_CONTINUOUS = hl7("medicationrequest-course-of-therapy", "continuous",
@@ -217,12 +243,80 @@ OBS_HBA1C = (sct("999791000000106", "Haemoglobin A1c level - International Feder
 # UCUM units of the Observation and Duration quantities: code -> human unit
 UNITS: dict[str, Code] = {code: Code(UCUM, code, unit) for code, unit in (
     ("mm[Hg]", "mmHg"), ("/min", "beats/minute"), ("kg", "kg"), ("cm", "cm"), ("kg/m2", "kg/m2"),
-    ("mmol/mol", "mmol/mol"), ("d", "days"), ("mL/min/{1.73_m2}", "mL/min/1.73m2"))}
+    ("mmol/mol", "mmol/mol"), ("d", "days"), ("mL/min/{1.73_m2}", "mL/min/1.73m2"),
+    ("umol/L", "micromol/L"), ("mmol/L", "mmol/L"), ("mg/mmol", "mg/mmol"), ("L/min", "L/min"), ("L", "L"),
+    ("{score}", "score"), ("mL", "mL"))}
 OBS_CAT_VITAL = hl7("observation-category", "vital-signs", "Vital Signs")
 OBS_CAT_LAB = hl7("observation-category", "laboratory", "Laboratory")
+OBS_CAT_SOCIAL = hl7("observation-category", "social-history", "Social History")  # HL7
+OBS_CAT_EXAM = hl7("observation-category", "exam", "Exam")  # HL7
+OBS_CAT_SURVEY = hl7("observation-category", "survey", "Survey")  # HL7
 # eGFR by CKD-EPI (LOINC), which the medicines dose checks read (services/medicines/patient.py)
 OBS_EGFR = (Code(LOINC, "62238-1", "Glomerular filtration rate/1.73 sq M.predicted [Volume Rate/Area] in Serum, "
-                 "Plasma or Blood by Creatinine-based formula (CKD-EPI)"),)
+                 "Plasma or Blood by Creatinine-based formula (CKD-EPI)"),
+            # PBCL: what an English lab sends (CKD-EPI, as NICE NG203 asks since 2021)
+            sct("1011481000000105", "eGFR (estimated glomerular filtration rate) using creatinine Chronic Kidney "
+                "Disease Epidemiology Collaboration equation per 1.73 square metres"))
+# Laboratory results of long-term condition reviews. English GP records hold pathology as the
+# SNOMED CT observables of the Pathology Bounded Code List, so these are SNOMED CT (PBCL); eGFR
+# also carries LOINC, which the medicines dose checks read (services/medicines/patient.py).
+OBS_CREATININE = (sct("1000731000000107", "Serum creatinine level"),)  # PBCL
+OBS_CHOLESTEROL = (sct("1005671000000105", "Serum cholesterol level"),)  # PBCL
+OBS_HDL = (sct("1005681000000107", "Serum high density lipoprotein cholesterol level"),)  # PBCL
+OBS_URINE_ACR = (sct("1023491000000104", "Urine albumin:creatinine ratio"),)  # PBCL
+# Respiratory and memory measurements at reviews
+OBS_PEAK_FLOW = (sct("18491006", "Peak expiratory flow rate"),)  # MII (observable entity)
+OBS_FEV1 = (sct("59328004", "Forced expired volume in 1 second"),)  # MII (observable entity)
+OBS_MMSE = (Code(LOINC, "72106-8", "Total score [MMSE]"),)  # SYN (Mini-Mental State Examination)
+# Smoking status: the LOINC question (SYN, its current LOINC name) answered with the SNOMED CT
+# findings of the QOF smoking cluster (SMOK_COD), as GP records code them (REASONED; the same
+# codes and terms are in NHS England's NHS Health Check online terminology page).
+OBS_SMOKING = (Code(LOINC, "72166-2", "Tobacco smoking status"),)
+SMOKING: dict[str, Code] = {"never": sct("266919005", "Never smoked tobacco"), "ex": sct("8517006", "Ex-smoker"),
+                            "current": sct("77176002", "Smoker")}
+# A lab report grouping results (UKC DiagnosticReport-Lab-DiagnosticStudiesReport)
+REPORT_LAB = sct("721981007", "Diagnostic studies report")
+REPORT_CAT_LAB = Code("http://terminology.hl7.org/CodeSystem/v2-0074", "LAB", "Laboratory")
+
+# --- Immunisations ----------------------------------------------------------------------------
+# Immunization.vaccineCode holds the dm+d product (UKC Immunization examples use https://dmd.nhs.uk);
+# the procedure goes in UK Core's Extension-UKCore-VaccinationProcedure (UKC example). One product
+# per programme stands for the season's: the demo does not change products from year to year.
+VACCINATION_PROCEDURE = "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-VaccinationProcedure"
+VACCINATIONS: dict[str, Code] = {  # programme -> procedure
+    "flu": sct("822851000000102", "Seasonal influenza vaccination"),  # MAVIS, IMMS
+    "covid": sct("1362591000000103", "Immunisation course to maintain protection against severe acute "
+                 "respiratory syndrome coronavirus 2"),  # IMMS (the seasonal booster's procedure)
+    "hpv": sct("761841000", "Administration of vaccine product containing only Human papillomavirus antigen"),  # MAVIS
+    "menacwy": sct("871874000", "Administration of vaccine product containing only Neisseria meningitidis "
+                   "serogroup A, C, W135 and Y antigens"),  # MAVIS
+    "td_ipv": sct("866186002", "Administration of vaccine product containing only Clostridium tetani and "
+                  "Corynebacterium diphtheriae and Human poliovirus antigens"),  # MAVIS
+}
+VACCINES: dict[str, Code] = {  # product key -> dm+d product
+    # MAVIS (an earlier config/vaccines.yml) and ravs-tests: offered to people aged 65 and over
+    "flu_adjuvanted": _dmd("40085311000001103", "Adjuvanted quadrivalent influenza vaccine (surface antigen, "
+                           "inactivated) suspension for injection 0.5ml pre-filled syringes (Seqirus UK Ltd)"),
+    # MAVIS: adults under 65 in a clinical risk group
+    "flu_cell": _dmd("43207411000001105", "Cell-based trivalent influenza vaccine (surface antigen, inactivated) "
+                     "suspension for injection 0.5ml pre-filled syringes (Seqirus UK Ltd)"),
+    # MAVIS: the children's nasal spray (live attenuated)
+    "flu_nasal": _dmd("43208811000001106", "Fluenz (trivalent) vaccine nasal suspension 0.2ml unit dose "
+                      "(AstraZeneca UK Ltd)"),
+    # IMMS test data and ravs-tests (the AMP codes of the JN.1 vaccines)
+    "covid_pfizer": _dmd("43111411000001101", "Comirnaty JN.1 COVID-19 mRNA Vaccine 30micrograms/0.3ml dose "
+                         "dispersion for injection multidose vials (Pfizer Ltd)"),
+    "covid_moderna": _dmd("42985911000001104", "Spikevax JN.1 COVID-19 mRNA Vaccine 0.1mg/ml dispersion for "
+                          "injection multidose vials (Moderna, Inc)"),
+    "hpv": _dmd("33493111000001108", "Gardasil 9 vaccine suspension for injection 0.5ml pre-filled syringes "
+                "(Merck Sharp & Dohme (UK) Ltd)"),  # MAVIS
+    "menacwy": _dmd("39779611000001104", "MenQuadfi vaccine solution for injection 0.5ml vials (Sanofi)"),  # MAVIS
+    "td_ipv": _dmd("7374511000001107", "Revaxis vaccine suspension for injection 0.5ml pre-filled syringes "
+                   "(Sanofi) 1 pre-filled disposable injection"),  # MAVIS
+}
+SITE_LEFT_UPPER_ARM = sct("368208006", "Left upper arm structure")  # UKC Immunization-Sn-LeftUpperArmStructure
+ROUTE_INTRAMUSCULAR = sct("78421000", "Intramuscular route")  # IMMS, MAVIS
+ROUTE_NASAL = sct("46713006", "Nasal route")  # MAVIS (its nasal flu export)
 
 # --- Encounters, appointments, flags ------------------------------------------------------------
 ENC_SYMPTOM = sct("185345009", "Encounter for symptom")  # SYN

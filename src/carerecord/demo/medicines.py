@@ -6,7 +6,9 @@ after index ``block + SLOTS[s]`` (within ten places); the first care-home reside
 gets a medication administration record (MAR). Whether person N has a scenario therefore
 depends only on N, the seed and the profiles of at most ten neighbours in N's own block (each a
 function of its own index): never on how many people are generated. Nothing here draws from
-the person's random stream, so the rest of their record is unchanged.
+the person's random stream, so the rest of their record is unchanged, except that a showcase
+order replaces the person's ordinary orders and issues of the same medicine (one statin, one
+furosemide), so each scenario holds one order of what it is about.
 
 - ``penicillin``: a confirmed, high-criticality penicillin allergy (anaphylaxis): amoxicillin or
   co-amoxiclav orders are blocked, cephalosporins warn.
@@ -127,6 +129,16 @@ def _penicillin(rec: Record) -> None:
              "reaction": [{"manifestation": [codes.REACTIONS["anaphylaxis"].concept()], "severity": "severe"}]})
 
 
+def _drop_ordinary(rec: Record, *codes_: str) -> None:
+    """Remove the person's ordinary orders and issues (repeats.py) of medicines coded ``codes_``:
+    the showcase's own order of a medicine replaces them, so the scenario holds one order of it.
+    Nothing else refers to a MedicationRequest but its own issues, which go with it."""
+    wanted = set(codes_)
+    rec.resources[:] = [r for r in rec.resources if not (
+        r["resourceType"] == "MedicationRequest"
+        and r["medicationCodeableConcept"]["coding"][0]["code"] in wanted)]
+
+
 def _warfarin(rec: Record) -> None:
     _order(rec, _vtm("warfarin", "Warfarin 1mg tablets"),
            _dosage("3mg at 18:00 as directed by the anticoagulant clinic", {"timeOfDay": ["18:00:00"]}, 3, "tablet"),
@@ -134,6 +146,7 @@ def _warfarin(rec: Record) -> None:
 
 
 def _simvastatin(rec: Record) -> None:
+    _drop_ordinary(rec, codes.MEDICINES["atorvastatin_20"].code.code)  # one statin at a time
     _order(rec, _vtm("simvastatin", "Simvastatin 40mg tablets"),
            _dosage("One tablet at night", {"when": ["HS"]}, 1, "tablet"),
            days_ago=90, quantity=28, unit="tablet", supply=28, review_in=200)
@@ -151,6 +164,7 @@ def _renal(rec: Record) -> None:
 
 
 def _repeats(rec: Record) -> None:
+    _drop_ordinary(rec, codes.MEDICINES["amlodipine"].code.code, codes.MEDICINES["furosemide"].code.code)
     for key, amount, review_in in (("amlodipine", 5, -20), ("furosemide", 1, 160)):
         med = codes.MEDICINES[key]
         dosage = _dosage(med.dose_text, {"frequency": med.frequency, "period": 1, "periodUnit": "d"}, amount,
@@ -184,6 +198,7 @@ def _inpatient(rec: Record) -> None:
 
 
 def _mar(rec: Record) -> None:
+    _drop_ordinary(rec, codes.MEDICINES["furosemide"].code.code, codes.MEDICINES["paracetamol"].code.code)
     _order(rec, codes.MEDICINES["furosemide"].code.concept(),
            _dosage("One tablet each morning", {"timeOfDay": ["08:00:00"]}, 1, "tablet"),
            days_ago=45, quantity=28, unit="tablet", supply=28, review_in=90)

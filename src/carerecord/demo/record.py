@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from carerecord.demo.people import Person
+
+if TYPE_CHECKING:
+    from carerecord.demo.health import Health
 
 
 @cache
@@ -38,15 +41,19 @@ def ref(resource_type: str, rid: str) -> dict[str, str]:
 
 
 class Record:
-    """All resources of one person, in the order they go into the person's Bundle."""
+    """All resources of one person, in the order they go into the person's Bundle, and the
+    facts later parts of the record need from earlier ones (when each condition began)."""
 
-    __slots__ = ("person", "resources", "_counts", "patient_ref")
+    __slots__ = ("person", "resources", "_counts", "patient_ref", "onsets", "health", "medicines")
 
     def __init__(self, person: Person) -> None:
         self.person = person
         self.resources: list[dict[str, Any]] = []
         self._counts: dict[str, int] = {}
         self.patient_ref = f"Patient/{person.pid}"
+        self.onsets: dict[str, date] = {}  # long-term condition key -> onset
+        self.health: Health | None = None  # drawn by timeline (health.draw) before any measurement
+        self.medicines: list[tuple[str, str]] = []  # long-term (medicine key, condition key), repeats.choose
 
     def new_id(self, kind: str) -> str:
         """The next id for a resource of ``kind`` (e.g. "cond" -> demo-000007-cond-2)."""

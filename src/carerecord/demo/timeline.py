@@ -1,9 +1,16 @@
 """One person's whole record, in the order things happened to them.
 
 Order of drawing (which fixes the output for a seed, so change it only on purpose): profile,
-Patient, long-term conditions, allergies, reviews of long-term conditions (with observations and
-repeat medicines), a check-up, an acute illness, an emergency admission, social care, DNACPR, a
+Patient, long-term conditions, allergies, health baselines, long-term medicines, reviews of the
+last years (or a health check), repeat authorisations and issues, immunisations, an acute
+illness, an emergency admission, social care (with a resident's monthly weights), DNACPR, a
 future appointment.
+
+The record is longitudinal: people with long-term conditions have a review each year (and
+diabetes every six months) with measurements and blood results, their repeat medicines are
+reauthorised at those reviews and issued every month or two, and the old and those at risk have
+their flu and COVID-19 vaccinations each season. So older people and people with more
+conditions have much more data, children little (RESOURCES_PER_PERSON says how much in all).
 """
 
 from __future__ import annotations
@@ -11,7 +18,18 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from carerecord.demo import care, clinical, codes, encounters, medicines, organisations
+from carerecord.demo import (
+    care,
+    clinical,
+    codes,
+    encounters,
+    health,
+    immunisations,
+    medicines,
+    organisations,
+    repeats,
+    reviews,
+)
 from carerecord.demo.organisations import Staff
 from carerecord.demo.people import Person, patient, profile
 from carerecord.demo.record import Record
@@ -27,7 +45,12 @@ def person_resources(index: int, seed: int, today: date) -> list[dict[str, Any]]
     rec.add(patient(person))
     problems = clinical.long_term_conditions(rec)
     allergic = clinical.allergies(rec, person.days_ago(60, 3000))
-    _reviews(rec, problems)
+    rec.health = health.draw(rec)
+    repeats.choose(rec, problems)
+    done = reviews.history(rec, problems)
+    repeats.prescribe(rec, problems, done)
+    _eczema(rec, problems, done)
+    immunisations.history(rec, problems)
     _acute_illness(rec, allergic)
     _admission(rec, problems, allergic)
     care.residential_care(rec)
@@ -40,50 +63,19 @@ def person_resources(index: int, seed: int, today: date) -> list[dict[str, Any]]
     return rec.resources
 
 
+def _eczema(rec: Record, problems: dict[str, str], done: list[reviews.Review]) -> None:
+    """Perhaps a course of topical steroid for atopic dermatitis, at the last review."""
+    p = rec.person
+    if "atopic_dermatitis" in problems and done and p.rng.random() < 0.5:
+        clinical.medication(rec, "betamethasone", done[-1].day, p.usual_gp, continuous=False,
+                            reason=problems["atopic_dermatitis"], encounter=done[-1].encounter,
+                            pharmacy=p.pharmacy.organization)
+
+
 def _clinician(p: Person, nurse_share: float) -> Staff:
     if p.care_home is None and p.rng.random() < nurse_share:
         return p.rng.choice(p.practice.members("practice_nurse"))
     return p.usual_gp
-
-
-def _reviews(rec: Record, problems: dict[str, str]) -> None:
-    """Long-term condition reviews over the last 18 months, or one check-up for a healthy adult."""
-    p = rec.person
-    if not problems:
-        if p.age >= 18 and p.rng.random() < 0.4:
-            day = p.past_weekday(20, 700)
-            staff = _clinician(p, 0.7)
-            enc = encounters.gp_consultation(rec, day, staff, codes.ENC_CHECK_UP, [],
-                                             description="Health check")
-            clinical.vital_signs(rec, enc["period"]["start"], enc["id"],
-                                 f"Practitioner/{staff.practitioner}", measurements=True)
-        return
-    count = 1 + (len(problems) >= 2) + (p.rng.random() < 0.3)
-    days = sorted(p.past_weekday(14, 540) for _ in range(count))
-    last_enc = ""
-    for n, day in enumerate(days):
-        staff = _clinician(p, 0.6)
-        reasons = list(problems.values())[:2] if n % 2 == 0 else list(problems.values())[-2:]
-        enc = encounters.gp_consultation(rec, day, staff, codes.ENC_FOLLOW_UP, reasons,
-                                         booked=p.rng.random() < 0.9, description="Long-term condition review")
-        last_enc = enc["id"]
-        when = enc["period"]["start"]
-        performer = f"Practitioner/{staff.practitioner}"
-        clinical.vital_signs(rec, when, enc["id"], performer, measurements=n == count - 1)
-        if "diabetes_t2" in problems:
-            clinical.hba1c(rec, when, enc["id"], f"Organization/{organisations.HOSPITAL_TRUST}")
-    latest = days[-1]
-    for key, reason in problems.items():
-        for medicine, chance in clinical.LONG_TERM_MEDICINES.get(key, ()):
-            if medicine == "budesonide" and p.age < 5:
-                continue
-            if p.rng.random() < chance:
-                clinical.medication(rec, medicine, latest, p.usual_gp, continuous=True, reason=reason,
-                                    encounter=last_enc, pharmacy=p.pharmacy.organization)
-    if "atopic_dermatitis" in problems and p.rng.random() < 0.5:
-        clinical.medication(rec, "betamethasone", latest, p.usual_gp, continuous=False,
-                            reason=problems["atopic_dermatitis"], encounter=last_enc,
-                            pharmacy=p.pharmacy.organization)
 
 
 def _pick(p: Person, table: tuple[tuple[str, int], ...]) -> str:
