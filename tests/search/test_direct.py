@@ -181,6 +181,20 @@ def test_chains_find_what_they_should(store: Repository) -> None:
                  f"{GMC}|700002")]) == {f"o{n}-{k}" for n in via_role for k in range(3)}
 
 
+def test_a_chain_to_one_target_is_read_as_a_reference_to_it(store: Repository) -> None:
+    """Okafor (dr2) has one role (role2): the chain is narrowed to performer=PractitionerRole/role2
+    and gives what that reference gives; Patel (dr1, two roles) is left a chain."""
+    searcher = Searcher(store.registry)
+
+    def ids(params: list[tuple[str, str]]) -> list[str]:
+        with store.reading() as conn:
+            return [h.res_id for h in searcher.run(conn, parse(("Observation",), params, store.registry), 500).matches]
+    one = ids([("performer:PractitionerRole.practitioner.identifier", f"{GMC}|700002")])
+    assert one == ids([("performer", "PractitionerRole/role2")])
+    assert one == [f"o{n}-{k}" for n in range(30) for k in range(3) if (n + k) % 6 == 2]
+    assert ids([("performer:PractitionerRole.practitioner.identifier", f"{GMC}|700009")]) == []
+
+
 def test_restricted_callers_chains_are_left_to_the_expression_compiler(store: Repository) -> None:
     q = parse(("Observation",), [("patient.family", "smith")], store.registry)
     assert direct.eligible(q, store.registry.get)

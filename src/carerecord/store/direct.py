@@ -272,6 +272,20 @@ def _chain(clause: Clause, res_type: str, r: str, alias: str, probe: str | None,
     return per_type[0] if len(per_type) == 1 else f"({' OR '.join(per_type)})"
 
 
+def chain_targets(clause: Clause, res_type: str, postgres: bool) -> tuple[str, list[Any]]:
+    """(type, id) of up to two live resources a chained clause's inner clause finds, over its
+    target types: as ``_chain`` finds them (search.py narrows a chain with one target to a plain
+    reference)."""
+    assert clause.chain is not None
+    sql = _Sql(postgres)
+    parts = []
+    for n, t in enumerate(clause.chain_types):
+        head = f"SELECT * FROM (SELECT CAST({sql.bind(t)} AS TEXT) AS t, nested_0.res_id FROM resources nested_0"
+        found = _driver(clause.chain, t, "nested_0", f"t{n}", sql)  # binds after the type: text order
+        parts.append(f"{head} WHERE {found} LIMIT 2) q{n}")
+    return f"{' UNION ALL '.join(parts)} LIMIT 2", sql.params
+
+
 def page(q: Query, count: int, rank: Any, in_rid_order: Any, postgres: bool,
          extra: tuple[str, list[Any]] = ("", [])) -> tuple[str, list[Any]]:
     """The SQL and parameters of one page of ``q`` (which must be :func:`eligible`): rid, type,

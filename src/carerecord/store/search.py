@@ -10,6 +10,7 @@ while data changes. Included resources are fetched for the page only.
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -277,6 +278,24 @@ class Compiler:
 # (py-spy, 2026-11-23). Sibling subqueries may share one; an enclosing and an enclosed one never
 # do, so no inner subquery is mistaken for correlated to an outer one. Deeper than these, fresh
 # aliases, remembered with their depth.
+def _narrowed(cur: Any, clause: Clause, res_type: str, postgres: bool) -> Clause:
+    """A chained clause whose inner clause finds exactly one target resource, as the plain
+    reference clause to that resource (the same rows: reference rows of that type and id);
+    any other clause as it is. A prescriber's prescriptions by
+    ``requester:PractitionerRole.practitioner.identifier`` had to gather all 25,000 of them to
+    sort out the first page (4.4 ms at 100,000 people); a reference to one resource is read off
+    its index in rid order, stopping after the page."""
+    if clause.chain is None:
+        return clause
+    text, params = direct.chain_targets(clause, res_type, postgres)
+    cur.execute(text, tuple(params))
+    found = cur.fetchall()
+    if len(found) != 1:
+        return clause
+    t, target = found[0]
+    return Clause(clause.name, clause.param, None, [Value(text=str(target), ref_type=str(t))])
+
+
 def _postgres(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
@@ -709,9 +728,12 @@ class Searcher:
         extra = self.direct_conditions(q, postgres)
         if extra is None:
             return None
-        text, params = direct.page(q, count, rank, self.compiler.in_rid_order, postgres, extra)
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:  # on the driver, in the connection's transaction: no result machinery to set up
+            if any(c.chain is not None for c in q.clauses):
+                q = dataclasses.replace(q, clauses=[_narrowed(cur, c, q.res_types[0], postgres)
+                                                    for c in q.clauses])
+            text, params = direct.page(q, count, rank, self.compiler.in_rid_order, postgres, extra)
             cur.execute(text, tuple(params))
             return [(r[0], r[1], r[2], bytes(r[3])) for r in cur.fetchall()]
         finally:
