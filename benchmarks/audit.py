@@ -12,7 +12,8 @@ synchronous_commit on, :data:`DURABLE`; ``--pg-option`` adds more, e.g. ``-c com
 and measures in a fresh database there; the table then also gives PostgreSQL's own CPU per
 request (its process tree, which shares the cores with the server). ``--runs N`` repeats the
 on/off pair and prints each run's table and the medians; the machine's other load (cores busy
-with work not ours, sampled just before each measurement) is printed with each table.
+with work not ours, sampled just before each measurement) is printed with each table, and
+``--wait-quiet S`` waits up to S seconds for it to fall below a quarter of a core.
 
 Audit off exists only for this comparison: a server holding real records must never run
 with it (docs/performance.md).
@@ -39,6 +40,7 @@ from benchmarks.server import Server
 # What the audit guarantee needs of PostgreSQL (a commit is on disk before it returns), and the
 # settings docs/operations tell operators to keep: not the general suite's synchronous_commit=off.
 DURABLE = "-c fsync=on -c synchronous_commit=on"
+QUIET = 0.25  # cores of other work below which the machine counts as quiet (as benchmarks.run)
 
 
 def _load(server: Server, patients: int) -> list[str]:
@@ -65,11 +67,15 @@ def _load(server: Server, patients: int) -> list[str]:
 
 
 def _measure(database: str, workdir: Path, audit: bool, paths_file: Path, connections: int,
-             seconds: float, workers: int, generator: str, db_pid: int | None) -> dict[str, Any]:
+             seconds: float, workers: int, generator: str, db_pid: int | None,
+             wait_quiet: float = 0.0) -> dict[str, Any]:
     env = {} if audit else {"CARERECORD_AUDIT": "false"}
     with Server(database, workers, workdir, extra_env=env) as server:
         loadgen.reads(server.base, paths_file, connections, min(1.0, seconds), generator)  # warm up
         other = background_load(1.0)  # other work on the machine (ours is idle now)
+        deadline = time.monotonic() + wait_quiet
+        while other >= QUIET and time.monotonic() < deadline:
+            other = background_load(1.0)
         cpu0, db0 = server.cpu(), tree_cpu(db_pid)
         out = loadgen.reads(server.base, paths_file, connections, seconds, generator)
         n = max(1, out["requests"])
@@ -82,7 +88,7 @@ def _measure(database: str, workdir: Path, audit: bool, paths_file: Path, connec
 
 def run(patients: int, seconds: float, connections: int, workers: int, generator: str,
         database: str | None, workdir: Path, db_pid: int | None = None,
-        runs: int = 1) -> list[list[tuple[str, dict[str, Any]]]]:
+        runs: int = 1, wait_quiet: float = 0.0) -> list[list[tuple[str, dict[str, Any]]]]:
     """Load a store, then measure reads by id with audit on and off, ``runs`` times; for each
     run the two results."""
     database = database or f"sqlite:///{workdir / 'audit-bench.db'}"
@@ -95,7 +101,7 @@ def run(patients: int, seconds: float, connections: int, workers: int, generator
         results = []
         for label, audit in (("audit on", True), ("audit off", False)):
             results.append((label, _measure(database, workdir, audit, paths_file, connections, seconds,
-                                            workers, generator, db_pid)))
+                                            workers, generator, db_pid, wait_quiet)))
             time.sleep(0.5)
         out.append(results)
     return out
@@ -157,12 +163,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pg-option", action="append", default=[],
                         help="another server option for --postgres, e.g. '-c commit_delay=100'")
     parser.add_argument("--runs", type=int, default=1, help="on/off pairs to measure (medians printed)")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                        help="before each measurement, wait up to this long for other work to stop")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="carerecord-audit-bench-") as tmp, \
             (throwaway_postgres(" ".join([DURABLE, *args.pg_option])) if args.postgres
              else contextlib.nullcontext((args.database, None))) as (database, db_pid):
         runs = run(args.patients, args.seconds, args.connections, args.workers, args.generator,
-                   database, Path(tmp), db_pid, args.runs)
+                   database, Path(tmp), db_pid, args.runs, args.wait_quiet)
     for results in runs:
         print(render(results, args.workers, args.connections), flush=True)
     if len(runs) > 1:
