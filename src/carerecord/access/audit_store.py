@@ -104,11 +104,14 @@ class _PgAppender:
         self._args = _connect_args(engine)
         self._lock = threading.Lock()
         self._conn: Any = None
+        self._pid = os.getpid()
 
     def append(self, columns: list[list[Any]]) -> int:
         import psycopg
 
         with self._lock:
+            if self._pid != os.getpid():  # a forked child: the parent's socket is not ours to use
+                self._conn, self._pid = None, os.getpid()
             conn = self._conn
             if conn is None or conn.closed or conn.broken:
                 conn = psycopg.connect(*self._args[0], **self._args[1])
