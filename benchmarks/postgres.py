@@ -36,8 +36,9 @@ def find_bindir() -> Path | None:
 class Cluster:
     """A PostgreSQL cluster in a temporary folder, listening on 127.0.0.1 only."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, options: str = SERVER_OPTIONS) -> None:
         self.bindir = bindir
+        self.options = options
         self.dir = Path(tempfile.mkdtemp(prefix="carerecord-bench-pg."))
         self.port = free_port()
         self.as_user: list[str] = []
@@ -58,7 +59,7 @@ class Cluster:
         data = self.dir / "data"
         self._run(str(self.bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "carerecord",
                   "-E", "UTF8", "--locale=C.UTF-8")
-        opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} {SERVER_OPTIONS}"
+        opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} {self.options}"
         self._run(str(self.bindir / "pg_ctl"), "-D", str(data), "-l", str(self.dir / "log"), "-w",
                   "-o", opts, "start")
         self.started = True

@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     export_workers: int = 2
     # Audit trail (issue 4): on always; off only to measure its cost (benchmarks/audit.py).
     audit: bool = True
+    # The longest an audit batch waits for the requests in flight to reach their record before it
+    # is committed (it goes as soon as they all have): one commit then serves them all. None: 5 ms
+    # on PostgreSQL, 0 on SQLite (access/audit_writer.py; docs/performance.md, "Audit trail").
+    audit_window_ms: float | None = None
     # Sign-in and tokens (access/): lifetimes, trusted OpenID Connect providers, and the only
     # URLs a JWKS may be fetched from (providers' and clients' jwks_uri/jku).
     access_token_seconds: int = 300

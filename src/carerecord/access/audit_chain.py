@@ -5,9 +5,10 @@ the first row chaining from :data:`GENESIS`. Rows are written with the second fo
 (``"v2:" + hex SHA-256(previous hash + ":" + seq + ":" + body)``, :func:`link_v2`), where the
 body is the row's time, patient, agent, outcome, action and record as a compact JSON array
 (:func:`body`): the sequence number stays outside the JSON so that PostgreSQL can number and
-hash a batch itself, in the same statement that inserts it (audit_store.py), from bodies
-computed here. Rows of the first form (hex SHA-256(previous hash + the JSON array with the
-sequence number inside), :func:`link`) are still verified. So:
+hash a batch itself, under the chain's lock, in the function that inserts it (``audit_append``,
+migration 0012; audit_store.py), from bodies computed here. Rows of the first form (hex
+SHA-256(previous hash + the JSON array with the sequence number inside), :func:`link`) are
+still verified. So:
 
 * an edited row no longer hashes to its stored hash;
 * a deleted row breaks the link of the row after it (and leaves a gap in the sequence);
@@ -67,7 +68,7 @@ def body(recorded_us: int, patient: str | None, agent: str, outcome: str, action
 
 def link_v2(previous: str, seq: int, row_body: bytes) -> str:
     """The second-form hash of a row numbered ``seq`` whose predecessor's hash is ``previous``
-    (the same bytes PostgreSQL hashes in audit_store's append statement)."""
+    (the same bytes PostgreSQL hashes in ``audit_append``, migration 0012)."""
     digest = hashlib.sha256(f"{previous}:{seq}:".encode("ascii"))
     digest.update(row_body)
     return V2 + digest.hexdigest()

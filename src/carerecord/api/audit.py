@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from carerecord.access.audit import DENIED, ERROR, SUCCESS, Facts, audit_events
 from carerecord.access.audit_store import AuditStore
-from carerecord.access.audit_writer import AuditUnavailable, AuditWriter
+from carerecord.access.audit_writer import AuditUnavailable, AuditWriter, Ticket
 from carerecord.api.auth import OPEN_PATHS
 from carerecord.errors import Issue
 from carerecord.fhir.indexing import patient_compartments
@@ -50,6 +50,7 @@ from carerecord.store.records import now_us
 log = logging.getLogger("carerecord.audit")
 AUDITED_PREFIXES = ("/fhir", "/cds-services")
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_READS = frozenset({"GET", "HEAD"})
 _UNRECORDED = "The access could not be recorded in the audit trail, so nothing is returned; try again shortly"
 _PATIENT_PARAMS = frozenset({"patient", "subject", "patient:Patient", "subject:Patient", "_id"})
 
@@ -67,7 +68,8 @@ def writer_of(app: Any) -> AuditWriter | None:
         ctx = state.ctx
         if not ctx.settings.audit:
             return None
-        found = AuditWriter(AuditStore(ctx.repo.engine))
+        window = ctx.settings.audit_window_ms
+        found = AuditWriter(AuditStore(ctx.repo.engine), window=None if window is None else window / 1000)
         state.audit_writer = found
     return found
 
@@ -190,6 +192,17 @@ class AuditTrail:
             await self.app(scope, receive, send)
             return
         scope.setdefault("state", {})
+        # A batch waits (briefly) for the records of the reads in flight; not for writes and
+        # uploads, which take longer than a batch should wait.
+        ticket = writer.expect() if scope["method"] in _READS else None
+        try:
+            await self._audited(scope, receive, send, writer, ticket)
+        finally:
+            if ticket is not None:
+                writer.settle(ticket)
+
+    async def _audited(self, scope: Scope, receive: Receive, send: Send, writer: AuditWriter,
+                       ticket: Ticket | None) -> None:
         server = scope["app"].state.ctx.base
         refused, receive = await self._refuse_audit_writes(scope, receive)
         messages: list[Message] = []
@@ -205,7 +218,7 @@ class AuditTrail:
                 if message["type"] == "http.response.start" and scope["state"].get("audit_before_body"):
                     # A streamed answer (an export's file): the record is committed before the first
                     # byte, so the body is never held in memory; nothing is sent if it fails.
-                    ok = await self._record(writer, facts(scope, int(message["status"]),
+                    ok = await self._record(writer, ticket, facts(scope, int(message["status"]),
                                                           list(message.get("headers", [])), b"", server))
                     streaming.append(ok)
                     for m in [message] if ok else _refusal(503, "transient", _UNRECORDED, [(b"retry-after", b"1")]):
@@ -216,7 +229,7 @@ class AuditTrail:
                 await self.app(scope, receive, hold)
             except Exception:
                 if not streaming:
-                    await self._record(writer, facts(scope, 500, [], b"", server))
+                    await self._record(writer, ticket, facts(scope, 500, [], b"", server))
                 raise
             if streaming:
                 return
@@ -224,15 +237,15 @@ class AuditTrail:
         status = int(start["status"]) if start else 500
         headers = list(start.get("headers", [])) if start else []
         body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
-        if not await self._record(writer, facts(scope, status, headers, body, server)):
+        if not await self._record(writer, ticket, facts(scope, status, headers, body, server)):
             messages = _refusal(503, "transient", _UNRECORDED, [(b"retry-after", b"1")])
         for message in messages:
             await send(message)
 
     @staticmethod
-    async def _record(writer: AuditWriter, f: Facts) -> bool:
+    async def _record(writer: AuditWriter, ticket: Ticket | None, f: Facts) -> bool:
         try:
-            await writer.record(audit_events(f))
+            await writer.record(audit_events(f), ticket)
             return True
         except AuditUnavailable:
             return False
