@@ -14,7 +14,14 @@ import pytest
 from sqlalchemy import Engine
 
 from carerecord.access.audit_chain import GENESIS, body, link_v2
-from carerecord.access.audit_store import AuditStore, NewEvent, _appender, audit_engine, check_chain
+from carerecord.access.audit_store import (
+    AuditStore,
+    NewEvent,
+    _appender,
+    audit_engine,
+    check_chain,
+    shard_engines,
+)
 from carerecord.store.engine import make_engine
 
 
@@ -42,6 +49,14 @@ def _rows(engine: Engine) -> list[tuple[int, str]]:
         return [(int(r[0]), str(r[1])) for r in conn.exec_driver_sql("SELECT seq, hash FROM audit_log ORDER BY seq")]
 
 
+def _shard_rows(engine: Engine) -> dict[int, list[int]]:
+    out = {}
+    for shard, trail in shard_engines(engine):
+        with trail.connect() as conn:
+            out[shard] = [int(r[0]) for r in conn.exec_driver_sql("SELECT seq FROM audit_log ORDER BY seq")]
+    return out
+
+
 @pytest.fixture
 def pg(engine: Engine) -> Engine:
     if engine.dialect.name != "postgresql":
@@ -55,8 +70,10 @@ def _driver_url(engine: Engine) -> dict[str, object]:
     return dict(kwargs)
 
 
-def test_two_processes_appending_at_once_keep_one_valid_chain(engine: Engine, database_url: str) -> None:
-    before = _rows(engine)
+def test_three_processes_appending_at_once_keep_valid_chains(engine: Engine, database_url: str) -> None:
+    """On PostgreSQL the three processes share one chain; on SQLite each appends to a shard of
+    its own (no process waits for another's append): each shard is one chain without gaps."""
+    before = _shard_rows(engine)
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_child, args=(database_url, tag, 40)) for tag in ("a", "b")]
     for p in procs:
@@ -65,10 +82,13 @@ def test_two_processes_appending_at_once_keep_one_valid_chain(engine: Engine, da
     for p in procs:
         p.join(120)
         assert p.exitcode == 0
-    rows = _rows(engine)
-    added = rows[len(before):]
-    assert len(added) == 3 * sum(1 + b % 4 for b in range(40))
-    assert [seq for seq, _ in rows] == list(range(rows[0][0], rows[0][0] + len(rows)))  # no gap, no fork
+    rows = _shard_rows(engine)
+    added = sum(len(seqs) - len(before.get(shard, [])) for shard, seqs in rows.items())
+    assert added == 3 * sum(1 + b % 4 for b in range(40))
+    for seqs in rows.values():
+        assert seqs == list(range(1, len(seqs) + 1))  # no gap, no fork
+    if engine.dialect.name == "sqlite":
+        assert len([s for s, seqs in rows.items() if len(seqs) > len(before.get(s, []))]) == 3
     assert check_chain(engine)[0] == []
 
 
@@ -177,3 +197,67 @@ def test_appends_from_two_engines_in_threads_interleave_into_one_chain(pg: Engin
     assert errors == []
     assert check_chain(pg)[0] == []
 
+
+
+def _claim_and_append(url: str, tag: str, patient: str) -> None:  # a separate process (spawned)
+    engine = make_engine(url)
+    try:
+        AuditStore(engine).append([NewEvent(1_700_000_000_000_000, patient, f"Device/{tag}", "0", "R",
+                                            f'{{"i":"read","p":"/Patient/{patient}","srv":"s"}}')])
+    finally:
+        engine.dispose()
+
+
+def _spawn(url: str, tag: str, patient: str) -> None:
+    p = multiprocessing.get_context("spawn").Process(target=_claim_and_append, args=(url, tag, patient))
+    p.start()
+    p.join(120)
+    assert p.exitcode == 0
+
+
+def test_sqlite_processes_append_to_shards_of_their_own_and_readers_merge_them(tmp_path) -> None:  # noqa: ANN001
+    """Each process appends to its own SQLite shard (so no append waits for another process's),
+    a shard is reused once its process has gone, and readers see every shard, merged by time."""
+    url = f"sqlite:///{tmp_path / 'record.db'}"
+    engine = make_engine(url)
+    try:
+        store = AuditStore(engine)
+        start = store.position()
+        store.append([NewEvent(1_700_000_000_000_001, "p1", "Device/here", "0", "R", '{"i":"read","srv":"s"}')])
+        _spawn(url, "child1", "p1")  # this process holds shard 0: the child takes shard 1
+        _spawn(url, "child2", "p1")  # shard 1's process has gone: shard 1 again, no new file
+        shards = dict(shard_engines(engine))
+        assert sorted(shards) == [0, 1]
+        assert (tmp_path / "record.db-audit-1").exists() and not (tmp_path / "record.db-audit-2").exists()
+        added = store.since(start)
+        assert [(e.shard, e.seq) for e in added] == [(1, 1), (1, 2), (0, start.get(0, 0) + 1)]  # by time
+        newest = store.for_patient("p1")
+        assert [(e.shard, e.seq) for e in newest] == [(0, start.get(0, 0) + 1), (1, 2), (1, 1)]
+        from carerecord.access.audit import event_id
+
+        ids = {event_id("s", e.seq, e.shard) for e in added}
+        assert len(ids) == 3  # the same seq in two shards is two AuditEvents
+        assert check_chain(engine) == ([], {"audit events": 3, "audit shards": 2})
+    finally:
+        engine.dispose()
+
+
+def test_a_tampered_or_missing_sqlite_shard_is_reported(tmp_path) -> None:  # noqa: ANN001
+    url = f"sqlite:///{tmp_path / 'record.db'}"
+    engine = make_engine(url)
+    try:
+        AuditStore(engine).append(events(2, "here"))
+        _spawn(url, "child", "p1")
+        _spawn(url, "child", "p2")
+        shard1 = dict(shard_engines(engine))[1]
+        with shard1.begin() as conn:
+            conn.exec_driver_sql("UPDATE audit_log SET agent = 'Device/someone-else' WHERE seq = 1")
+        problems, _ = check_chain(engine)
+        assert len(problems) == 1 and problems[0].startswith("audit shard 1: audit row 1 does not follow")
+        shard1.dispose()
+        for suffix in ("", "-wal", "-shm"):
+            (tmp_path / f"record.db-audit-1{suffix}").unlink(missing_ok=True)
+        problems, _ = check_chain(engine)
+        assert problems == ["audit shard 1 is registered but its file is missing"]
+    finally:
+        engine.dispose()

@@ -158,7 +158,7 @@ def test_no_data_is_sent_when_the_writer_is_stopped(client: httpx.Client,
 
 def test_the_response_waits_for_its_audit_record(client: httpx.Client, engine: Engine) -> None:
     client.put("/Patient/w1", json={"resourceType": "Patient", "id": "w1"})
-    before = AuditStore(engine).last_seq()
+    before = AuditStore(engine).position()
     assert client.get("/Patient/w1").status_code == 200
     # The response has arrived, so its record is committed and visible to any other connection.
     [row] = AuditStore(engine).since(before)

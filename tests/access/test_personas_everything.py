@@ -157,10 +157,10 @@ def test_a_narrow_token_gets_only_the_types_its_scopes_allow(demo: httpx.Client,
 def test_everything_is_audited_with_the_patient_and_what_was_returned(
         demo: httpx.Client, as_: Any, engine: Engine) -> None:
     store = AuditStore(engine)
-    before = store.last_seq()
+    before = store.position()
     r = demo.get(f"/Patient/{pid(0)}/$everything", params={"_count": "5"}, headers=as_(PATIENT))
     returned = {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in r.json()["entry"]}
-    events = [balp(e.seq, e.recorded_us, e.patient, e.content) for e in store.since(before)]
+    events = [balp(e.seq, e.recorded_us, e.patient, e.content, e.shard) for e in store.since(before)]
     [event] = [e for e in events if any(s.get("code") == "$everything" for s in e["subtype"])]
     assert event["action"] == "E" and event["outcome"] == "0"
     assert event["purposeOfEvent"][0]["coding"][0]["code"] == "PATRQT"

@@ -145,10 +145,10 @@ def test_a_refused_label_change_is_audited_as_denied(
         demo: httpx.Client, as_: Any, engine: Engine, shared: str) -> None:
     note = labelled_note(demo, shared, SEX)
     store = AuditStore(engine)
-    before = store.last_seq()
+    before = store.position()
     refused_at(demo.put(f"/Observation/{note['id']}", headers=as_(PARAMEDIC), json=without_labels(note)),
                "Observation.meta.security")
-    [event] = [balp(e.seq, e.recorded_us, e.patient, e.content) for e in store.since(before)]
+    [event] = [balp(e.seq, e.recorded_us, e.patient, e.content, e.shard) for e in store.since(before)]
     assert event["outcome"] == "4" and event["action"] == "U"
     assert event["outcomeDesc"].startswith("denied")
     assert {x["what"]["reference"] for x in event["entity"] if "what" in x} >= {f"Patient/{shared}"}

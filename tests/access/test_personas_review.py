@@ -59,7 +59,7 @@ def test_the_privacy_officer_closes_a_break_glass_with_an_outcome_and_a_note(
     grant = break_glass(demo, paramedic, pid(6), "Found unresponsive, no history")
     assert grant in {g["id"] for g in grants(demo.get("/$access-queue", headers=officer))}
     store = AuditStore(engine)
-    before = store.last_seq()
+    before = store.position()
     r = demo.post("/$review-access", headers=officer,
                   json=params(grant=grant, outcome="appropriate", note="Crew notes confirm the emergency call"))
     [closed] = grants(r)
@@ -67,7 +67,7 @@ def test_the_privacy_officer_closes_a_break_glass_with_an_outcome_and_a_note(
     assert closed["reviewer"] == {"reference": practice_officer.subject}
     assert grant not in {g["id"] for g in grants(demo.get("/$access-queue", headers=officer))}
     assert grant in {g["id"] for g in grants(demo.get("/$access-queue", params={"reviewed": "true"}, headers=officer))}
-    [event] = [e for e in (balp(x.seq, x.recorded_us, x.patient, x.content) for x in store.since(before))
+    [event] = [e for e in (balp(x.seq, x.recorded_us, x.patient, x.content, x.shard) for x in store.since(before))
                if any(s.get("code") == "$review-access" for s in e["subtype"])]
     assert event["outcome"] == "0" and event["purposeOfEvent"][0]["coding"][0]["code"] == "HCOMPL"
     assert {x["what"]["reference"] for x in event["entity"] if "what" in x} >= {f"Patient/{pid(6)}"}

@@ -278,9 +278,9 @@ def test_patients_write_their_own_record_but_no_reference_data(demo: httpx.Clien
 
 def test_a_refused_write_is_audited_as_denied(demo: httpx.Client, as_: Any, engine: Engine) -> None:
     store = AuditStore(engine)
-    before = store.last_seq()
+    before = store.position()
     assert demo.post("/Condition", headers=as_(RECEPTIONIST), json=condition(pid(0))).status_code == 403
-    [event] = [balp(e.seq, e.recorded_us, e.patient, e.content) for e in store.since(before)]
+    [event] = [balp(e.seq, e.recorded_us, e.patient, e.content, e.shard) for e in store.since(before)]
     assert event["outcome"] == "4" and event["action"] == "C"
     assert event["outcomeDesc"].startswith("denied")
     assert {x["what"]["reference"] for x in event["entity"] if "what" in x} == {f"Patient/{pid(0)}"}

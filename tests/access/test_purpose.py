@@ -78,7 +78,7 @@ def test_a_secondary_use_client_never_reaches_an_opted_out_patient(world: httpx.
     token = mint_system_token(engine, "system/*.cruds system/AuditEvent.rs", audience=live_server,
                               client_id="research", purpose=Purpose.SECONDARY_USE)
     store = AuditStore(engine)
-    before = store.last_seq()
+    before = store.position()
     with _as(live_server, token) as c:
         for path in ("/Patient/pat-out", "/Observation/obs-out", "/Patient/pat-out/Observation"):
             unknown = c.get(path.replace("out", "nobody"))

@@ -396,7 +396,7 @@ def test_secondary_use_leaves_out_every_opted_out_patient_and_direct_care_keeps_
 def test_every_exported_patient_is_audited_before_the_manifest_lists_a_file(
         world: httpx.Client, engine: Engine, workers: list[Worker]) -> None:
     store = AuditStore(engine)
-    before = store.last_seq()
+    before = store.position()
     exports = workers[0].exports
     seen: list[list[str | None]] = []
     append = exports.audit.append  # type: ignore[union-attr]
@@ -470,7 +470,7 @@ def test_deleting_an_export_removes_it_and_its_files(world: httpx.Client, worker
     manifest = wait(world, status_url)
     job_dir = Path(workers[0].exports.root) / status_url.rsplit("/", 1)[1]
     assert job_dir.is_dir()
-    before = AuditStore(engine).last_seq()
+    before = AuditStore(engine).position()
     r = world.delete(status_url)
     assert r.status_code == 202 and r.json()["resourceType"] == "OperationOutcome"
     assert not job_dir.exists()
@@ -611,7 +611,7 @@ def parameters(*pairs: tuple[str, str, str]) -> dict[str, Any]:
 def test_a_post_kick_off_takes_its_parameters_from_a_parameters_body(
         world: httpx.Client, workers: list[Worker], engine: Engine) -> None:
     store = AuditStore(engine)
-    before = store.last_seq()
+    before = store.position()
     body = parameters(("_type", "valueString", "Observation,Patient"), ("_outputFormat", "valueString", "ndjson"),
                       ("_since", "valueInstant", "2000-01-01T00:00:00Z"),
                       ("_typeFilter", "valueString", "Observation?subject=Patient/pat-b"),

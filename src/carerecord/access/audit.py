@@ -217,13 +217,15 @@ def audit_record(f: Facts) -> dict[str, Any]:
     return r
 
 
-def event_id(server: str, seq: int) -> str:
-    """The id of the AuditEvent of audit row ``seq``: a UUID derived from the server and the
-    row, so the same row always gives the same id (fullUrl urn:uuid:...)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{server}/audit/{seq}"))
+def event_id(server: str, seq: int, shard: int = 0) -> str:
+    """The id of the AuditEvent of audit row ``seq`` (of SQLite audit shard ``shard``): a UUID
+    derived from the server and the row, so the same row always gives the same id (fullUrl
+    urn:uuid:...)."""
+    where = f"{seq}" if shard == 0 else f"{shard}/{seq}"
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{server}/audit/{where}"))
 
 
-def balp(seq: int, recorded_us: int, patient: str | None, content: str) -> dict[str, Any]:
+def balp(seq: int, recorded_us: int, patient: str | None, content: str, shard: int = 0) -> dict[str, Any]:
     """The BALP AuditEvent of one stored audit row. Rows written before records were compact
     hold the AuditEvent itself, which is returned as it is."""
     r: dict[str, Any] = orjson.loads(content)
@@ -235,7 +237,7 @@ def balp(seq: int, recorded_us: int, patient: str | None, content: str) -> dict[
         subtype.append({"system": "urn:ietf:rfc:3986", "code": f"${r['op']}"})
     outcome = _outcome_code(r["o"], r["s"])
     event: dict[str, Any] = {
-        "resourceType": "AuditEvent", "id": event_id(r["srv"], seq),
+        "resourceType": "AuditEvent", "id": event_id(r["srv"], seq, shard),
         "type": {"system": EVENT_TYPE, "code": "rest", "display": "RESTful Operation"},
         "subtype": subtype, "action": _ACTION.get(code, "E"), "recorded": iso_instant(recorded_us),
         "outcome": outcome, "purposeOfEvent": [purpose(r.get("b"), r.get("k"))],

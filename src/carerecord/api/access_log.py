@@ -70,7 +70,7 @@ def _log(ctx: Context, patient: str, count: int) -> dict[str, Any]:
     names = _names(ctx)
     entries = []
     for stored in events:
-        event = balp(stored.seq, stored.recorded_us, stored.patient, stored.content)
+        event = balp(stored.seq, stored.recorded_us, stored.patient, stored.content, stored.shard)
         event["text"] = narrative(sentence(event, patient, names))
         entries.append({"fullUrl": f"urn:uuid:{event['id']}", "resource": event, "search": {"mode": "match"}})
     return {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
