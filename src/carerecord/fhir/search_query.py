@@ -238,9 +238,9 @@ def _check_contained(q: Query) -> None:
         if used:
             raise Invalid(f"{name} cannot be combined with _contained on this server", name)
     for c in q.clauses:
-        if c.chain is not None or (c.param is None and not c.name.startswith("_id")):
-            raise Invalid(f"{c.name} cannot be used with _contained: contained resources are "
-                          "searched by their own parameters and _id only", c.name)
+        if c.param is None and not c.name.startswith("_id"):
+            raise Invalid(f"{c.name} cannot be used with _contained: contained resources have no "
+                          "meta.lastUpdated and cannot be List items", c.name)
 
 
 def _result_param(q: Query, name: str, raw: str, registry: SearchParamRegistry) -> None:

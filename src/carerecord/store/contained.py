@@ -43,7 +43,7 @@ from carerecord.fhir import model
 from carerecord.fhir.search_query import Query
 from carerecord.store import paging
 from carerecord.store import schema as s
-from carerecord.store.search import Compiler, Hit, Searcher, SearchResult, rank
+from carerecord.store.search import Hit, Searcher, SearchResult, rank
 
 _C, _R, _V = s.contained, s.resources, s.resource_versions
 
@@ -88,12 +88,13 @@ def queries(searcher: Searcher, q: Query, count: int) -> tuple[Select[Any], Sele
 def _matched(searcher: Searcher, q: Query) -> ColumnElement[bool]:
     """The contained resources (rows of ``contained``) of the searched types that satisfy every
     clause, each clause compiled against their own index rows (``schema.contained_key``)."""
-    compiler = Compiler(searcher.registry, s.contained_key)
+    compiler = searcher.compiler  # on rows of contained: the contained keys (search.key_of)
     if not q.res_types and not q.clauses:
         return true()
     per_type = []
     for t in q.res_types or tuple(sorted(model.resource_types())):
-        if any(c.param is not None and searcher.registry.get(t, c.param.code) is None for c in q.clauses):
+        if any(c.param is not None and c.has is None and searcher.registry.get(t, c.param.code) is None
+               for c in q.clauses):
             continue
         ordered = sorted(q.clauses, key=rank)  # the most selective drives, the others probe
         per_type.append(and_(_C.c.res_type == t, *[compiler.predicate(c, t, _C, probe=i > 0)
