@@ -862,18 +862,25 @@ class Searcher:
         frontier = hits
         for round_no in range(INCLUDE_ROUNDS):
             found: list[Hit] = []
+            inner = [h for h in frontier if h.container is not None]  # contained, returned alone
             for src, code, target, iterate in q.include:
                 if round_no and not iterate:
                     continue
-                rids = [h.rid for h in frontier if src in ("*", h.res_type)]
+                rids = [h.rid for h in frontier if src in ("*", h.res_type) and h.container is None]
                 if rids:
                     found += self._forward(conn, rids, src, code, target)
+                if inner:
+                    from carerecord.store.contained import forward_from_contained
+                    found += forward_from_contained(self, conn, inner, src, code, target)
             for src, code, _target, iterate in q.revinclude:
                 if round_no and not iterate:
                     continue
-                keys = [(h.res_type, h.res_id) for h in frontier]
+                keys = [(h.res_type, h.res_id) for h in frontier if h.container is None]
                 if keys:
                     found += self._reverse(conn, keys, src, code)
+                if inner:
+                    from carerecord.store.contained import reverse_to_contained
+                    found += reverse_to_contained(self, conn, inner, src, code)
             fresh = []
             for h in found:
                 if h.rid not in seen:
@@ -888,13 +895,14 @@ class Searcher:
                 break
         return out
 
-    def _keys(self, src: str, code: str) -> list[int]:
+    def _keys(self, src: str, code: str, key: Callable[[str, str], int] = s.param_key) -> list[int]:
+        """The keys of the reference parameter ``code`` (or all, ``*``) of ``src`` (or all types)."""
         types = [src] if src != "*" else sorted(model.resource_types())
         keys = []
         for t in types:
             params = self.registry.for_type(t)
             codes = [code] if code != "*" else [c for c, p in params.items() if p.type == "reference"]
-            keys += [s.param_key(t, c) for c in codes if c in params]
+            keys += [key(t, c) for c in codes if c in params]
         return keys
 
     def _forward(self, conn: Connection, rids: list[int], src: str, code: str,
