@@ -354,6 +354,11 @@ class Ref:
     reference: str | None
     ident: Tok | None = None
 
+    def fragment(self) -> str | None:
+        """The id a local reference ``#id`` names among the resources contained beside it."""
+        ref = self.reference or ""
+        return ref[1:] if ref.startswith("#") and len(ref) > 1 else None
+
     def local(self) -> tuple[str, str] | None:
         """(type, id) when the reference points into this server."""
         ref = self.reference or ""
@@ -467,6 +472,7 @@ PARAMS: dict[str, dict[str, tuple[str, Extract]]] = {
         "name": ("string", lambda r: _list(r.get("name")) + _list(r.get("alias"))),
     },
     "Practitioner": {
+        "identifier": ("token", _tokens("identifier", identifier)),
         "family": ("string", lambda r: [n["family"] for n in _names(r) if n.get("family")]),
         "name": ("string", lambda r: [p for n in _names(r) for k in ("family", "given", "prefix", "suffix", "text")
                                       for p in _list(n.get(k))]),
@@ -485,13 +491,29 @@ PARAMS: dict[str, dict[str, tuple[str, Extract]]] = {
         "value-string": ("string", lambda r: _list(r.get("valueString"))),
         "date": ("date", _dates("effectiveDateTime", "effectivePeriod", "effectiveInstant")),
         "subject": ("reference", _refs("subject")),
+        # A local #id subject is kept: chains check the contained target is a Patient (TARGETS)
         "patient": ("reference", lambda r: [x for x in _refs("subject")(r)
-                                            if (x.local() or ("",))[0] == "Patient"]),
+                                            if (x.local() or ("",))[0] == "Patient" or x.fragment()]),
         "encounter": ("reference", _refs("encounter")),
         "performer": ("reference", _refs("performer")),
         "code-value-quantity": ("composite", _code_value_quantity(True, False)),
         "component-code-value-quantity": ("composite", _code_value_quantity(False, True)),
         "combo-code-value-quantity": ("composite", _code_value_quantity(True, True)),
+    },
+    "MedicationRequest": {
+        "status": ("token", _tokens("status", code)),
+        "subject": ("reference", _refs("subject")),
+        "medication": ("reference", _refs("medicationReference")),
+        "requester": ("reference", _refs("requester")),
+    },
+    "DiagnosticReport": {
+        "status": ("token", _tokens("status", code)),
+        "result": ("reference", _refs("result")),
+        "subject": ("reference", _refs("subject")),
+    },
+    "Medication": {
+        "code": ("token", _tokens("code", concept)),
+        "manufacturer": ("reference", _refs("manufacturer")),
     },
     "Encounter": {
         "date": ("date", _dates("period")),
@@ -525,6 +547,11 @@ TARGETS: dict[tuple[str, str], tuple[str, ...]] = {
     ("Observation", "encounter"): ("Encounter",),
     ("Observation", "performer"): ("Practitioner", "PractitionerRole", "Organization", "CareTeam",
                                    "Patient", "RelatedPerson"),
+    ("MedicationRequest", "subject"): ("Patient", "Group"),
+    ("MedicationRequest", "medication"): ("Medication",),
+    ("MedicationRequest", "requester"): ("Practitioner", "Organization", "Patient", "RelatedPerson", "Device",
+                                         "PractitionerRole"),
+    ("Medication", "manufacturer"): ("Organization",),
     ("Encounter", "subject"): ("Patient", "Group"),
     ("Encounter", "patient"): ("Patient",),
     ("Encounter", "service-provider"): ("Organization",),
@@ -558,6 +585,31 @@ class Oracle:
         self.resources = list(resources)
         self.by_key = {(r["resourceType"], r["id"]): r for r in self.resources}
         self.now = now
+        # Contained resources (references.html#contained) by identity: their container.
+        self.container: dict[int, Resource] = {id(c): r for r in self.resources for c in r.get("contained", [])}
+
+    def resolve(self, r: Resource, ref: Ref) -> Resource | None:
+        """The resource ``ref`` (a reference in ``r``) points at: a resource on this server by
+        type and id, or, for ``#id``, the resource of that id contained in ``r`` (or beside
+        ``r``, when ``r`` is itself contained); None for anything else."""
+        fragment = ref.fragment()
+        if fragment is None:
+            return self.by_key.get(ref.local() or ("", ""))
+        home = self.container.get(id(r), r)
+        found = [c for c in home.get("contained", []) if c.get("id") == fragment]
+        return found[0] if found else None
+
+    def referrers(self, r: Resource, src: str) -> list[tuple[Resource, Callable[[Ref], bool]]]:
+        """The resources of type ``src`` that could refer to ``r``, each with a test of whether
+        one of their references names it: a contained resource is named only by ``#id`` from
+        within its own container (the container and the others it holds); a resource by type
+        and id from the resources stored (not from ones contained in them)."""
+        home = self.container.get(id(r))
+        if home is None:
+            return [(s, lambda x: x.local() == (r["resourceType"], r["id"])) for s in self.resources
+                    if s["resourceType"] == src]
+        return [(s, lambda x: x.fragment() == r["id"]) for s in [home, *home.get("contained", [])]
+                if s["resourceType"] == src and s is not r]
 
     def select(self, res_type: str, query: list[tuple[str, str]]) -> tuple[set[str], set[str]]:
         """(ids that must match, ids that may match) of ``res_type`` for the AND of ``query``."""
@@ -579,10 +631,8 @@ class Oracle:
         """One name=value pair: OR over its comma-separated values."""
         if name.startswith("_has:"):
             _, src, ref_param, rest = name.split(":", 3)
-            return _any(self.matches(s, [(rest, raw)]) for s in self.resources
-                        if s["resourceType"] == src and any(
-                            x.local() == (r["resourceType"], r["id"])
-                            for x in param(src, ref_param)[1](s)))
+            return _any(self.matches(s, [(rest, raw)]) for s, names in self.referrers(r, src)
+                        if any(names(x) for x in param(src, ref_param)[1](s)))
         if name == "_content":
             return any(content_matches(v, r) for v in split_unescaped(raw, ","))
         head, _, tail = name.partition(".")
@@ -591,7 +641,7 @@ class Oracle:
         ptype, extract = param(r["resourceType"], code_)
         if tail:  # chain: resolve each reference and test the rest on the target
             allowed = (mod,) if mod else TARGETS[(r["resourceType"], code_)]
-            targets = [self.by_key.get(x.local() or ("", "")) for x in extract(r)]
+            targets = [self.resolve(r, x) for x in extract(r)]
             return _any(self.matches(t, [(tail, raw)]) for t in targets
                         if t is not None and ("*" in allowed or t["resourceType"] in allowed)
                         and knows(t["resourceType"], tail))

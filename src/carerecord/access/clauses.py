@@ -39,7 +39,7 @@ from carerecord.fhir import model
 from carerecord.fhir.search_params import SearchParamRegistry
 from carerecord.fhir.search_query import Clause, Query, Value
 from carerecord.store import schema as s
-from carerecord.store.search import Compiler
+from carerecord.store.search import Compiler, is_contained
 
 
 class GuardedCompiler(Compiler):
@@ -66,7 +66,10 @@ class GuardedCompiler(Compiler):
         """Conditions on the rows ``r`` (of ``res_type``) of an inner clause: only what the
         caller could read (see the module docstring)."""
         guard = self.guard
-        if guard.unrestricted():
+        if guard.unrestricted() or is_contained(r):
+            # A contained resource is part of its container, which the search has already held
+            # to what the caller may see: the chain's source, the _has target, or the host of
+            # a _contained match (store/contained.py).
             return []
         conds = guard.restriction(r)
         if guard.who.kind is not Kind.STAFF:
@@ -85,7 +88,8 @@ class GuardedCompiler(Compiler):
     def hidden(self, r: FromClause) -> ColumnElement[bool]:
         """Rows of ``r`` in the compartment of a patient the caller sees redacted."""
         c = s.compartments.alias()
-        return exists(select(literal(1)).where(c.c.rid == r.c.rid, c.c.patient_id.in_(self.redacting)))
+        rid = r.c.container if is_contained(r) else r.c.rid  # a contained resource: its container's
+        return exists(select(literal(1)).where(c.c.rid == rid, c.c.patient_id.in_(self.redacting)))
 
     def top_level(self, q: Query, r: FromClause) -> list[ColumnElement[bool]]:
         """Conditions on the rows ``r`` a search returns: none of a redacted patient's rows when

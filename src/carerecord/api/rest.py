@@ -291,7 +291,8 @@ async def run_search(request: Request, types: tuple[str, ...], params: list[tupl
                *, compartment: str | None = None, kept: list[tuple[str, str]] | None = None) -> Response:
     c = ctx(request)
     media = response_format(request)
-    q = parse(types, kept if kept is not None else params, c.repo.registry, c.base)
+    q = parse(types, kept if kept is not None else params, c.repo.registry, c.base,
+              lenient=prefer(request, "handling") == "lenient")
     q.compartment = compartment
     g = guarded.guard(request)
     for t in types:

@@ -24,8 +24,11 @@ choices (documented here because search must query with the same ones):
   an open end being -/+inf. SampledData gives nothing.
 - reference: ``Type/id`` -> (Type, id, None); an absolute URL ending in Type/id -> (Type, id,
   url); urn:uuid/urn:oid and other URLs -> (None, None, url); canonicals -> (None, None, url
-  without ``|version``); ``#contained`` -> nothing. Reference.identifier gives a token row under
-  ``<code>:identifier``.
+  without ``|version``); a local ``#id`` naming a contained resource -> (its type, None,
+  ``#id``), so chains follow it into the contained resource (search.html#contained; ``#`` alone
+  and an id no contained resource has give nothing). No resource id holds ``#`` and ref_id
+  stays NULL, so such a row never meets a search, _include or compartment by type and id.
+  Reference.identifier gives a token row under ``<code>:identifier``.
 - Rows of the synthetic codes ``<code>:of-type`` and ``<code>:identifier`` go to the token list.
 - composite (best effort): per selected element, the cartesian product (at most 64) of each
   component's rows, a row being that component type's row without the parameter code, e.g.
@@ -50,7 +53,14 @@ from typing import Any, NamedTuple
 
 from carerecord.errors import Invalid
 from carerecord.fhir.model import patient_compartment, primitive_types
-from carerecord.fhir.paths import compile_expression, parse_reference, run, runnable, step_function
+from carerecord.fhir.paths import (
+    compile_expression,
+    local_type,
+    parse_reference,
+    run,
+    runnable,
+    step_function,
+)
 from carerecord.fhir.search_params import SearchParam, SearchParamRegistry, default_registry
 
 DATE_MIN = -(2**63)  # low of a Period without start
@@ -336,7 +346,11 @@ def _r_reference(code: str, vals: list[Any], acc: Acc, root: Any) -> None:
             continue
         ref = v.get("reference")
         parsed = parse_reference(ref) if type(ref) is str else None
-        if parsed is not None:
+        if parsed is None and type(ref) is str and ref[:1] == "#":
+            local = local_type(ref, root)
+            if local is not None:
+                d[(code, local, None, ref)] = None
+        elif parsed is not None:
             if parsed[2] is not None:  # absolute: the store makes its own ones relative first,
                 parsed = (None, None, parsed[2])  # so this names another server's resource
             d[(code, *parsed)] = None
@@ -562,19 +576,25 @@ def _plan(registry: SearchParamRegistry, rtype: str, compartment: bool = False) 
     return plan
 
 
-def extract(resource: dict[str, Any], registry: SearchParamRegistry | None = None) -> IndexRows:
+def extract(resource: dict[str, Any], registry: SearchParamRegistry | None = None,
+            container: dict[str, Any] | None = None) -> IndexRows:
     """The deduplicated index rows of every parameter of the resource's type (see the module
     docstring for what each type gives). Parameters without expression, ``_id``,
     ``_lastUpdated`` and ``special`` ones give none; an unknown type gives no rows. Elements of
     an unexpected shape are skipped; a primitive holding an object or array where a row needs
-    a value (only possible in unvalidated input) raises ``Invalid``."""
+    a value (only possible in unvalidated input) raises ``Invalid``. ``container``: the
+    resource that ``resource`` is contained in, whose other contained resources its local
+    ``#id`` references name."""
     reg = registry if registry is not None else default_registry()
     acc = _new_acc()
+    # The root that local references resolve in: the resource itself, or for a contained one
+    # the resource with its container's contained list (its own is empty: no nesting).
+    root = resource if container is None else {**resource, "contained": container.get("contained")}
     try:
         plan = _plan(reg, resource["resourceType"])
         for norm, code in plan.emit:  # parameters on the resource itself (composites like
-            norm(code, [resource], acc, resource)  # Observation-code-value-quantity)
-        _walk(plan, [resource], acc, resource)
+            norm(code, [resource], acc, root)  # Observation-code-value-quantity)
+        _walk(plan, [resource], acc, root)
     except (TypeError, KeyError) as e:
         raise Invalid(f"resource cannot be indexed: {e}") from None
     s, t, d, n, q, r, u, c = (list(x) for x in acc)

@@ -364,11 +364,31 @@ def parse_reference(ref: str) -> tuple[str | None, str | None, str | None] | Non
     return (None, None, ref)
 
 
-def reference_type(item: Any) -> str | None:
-    """The target type of a Reference element (what ``resolve() is T`` tests), or None."""
+def reference_type(item: Any, root: Any = None) -> str | None:
+    """The target type of a Reference element (what ``resolve() is T`` tests), or None. A local
+    ``#id`` reference resolves to the type of the resource of that id in ``root``'s
+    ``contained`` (references.html#contained); without ``root`` it has none."""
     ref = item.get("reference") if type(item) is dict else None
-    parsed = parse_reference(ref) if isinstance(ref, str) else None
+    if not isinstance(ref, str):
+        return None
+    if ref[:1] == "#":
+        return local_type(ref, root)
+    parsed = parse_reference(ref)
     return parsed[0] if parsed else None
+
+
+def local_type(ref: str, root: Any) -> str | None:
+    """The type of the contained resource a local reference ``#id`` names in ``root`` (a
+    resource, or a contained resource with its container's ``contained`` list beside it, see
+    ``indexing.extract``), or None: ``#`` alone (the container) and unknown ids resolve to none."""
+    inner = root.get("contained") if type(root) is dict and len(ref) > 1 else None
+    if type(inner) is not list:
+        return None
+    want = ref[1:]
+    for c in inner:
+        if type(c) is dict and c.get("id") == want and type(c.get("resourceType")) is str:
+            return c["resourceType"]  # type: ignore[no-any-return]
+    return None
 
 
 def _same(value: Any, literal: Any) -> bool:
@@ -386,8 +406,8 @@ def predicate(spec: tuple[Any, ...]) -> Pred:
     kind = spec[0]
     if kind == "refis":
         want = spec[1]
-        return lambda item, root: reference_type(item) == want or (
-            want == "Resource" and reference_type(item) is not None)
+        return lambda item, root: reference_type(item, root) == want or (
+            want == "Resource" and reference_type(item, root) is not None)
     if kind == "const":
         value: bool = spec[1]
         return lambda item, root: value

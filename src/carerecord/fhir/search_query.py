@@ -204,9 +204,11 @@ def parse_int(raw: str, name: str, minimum: int = 0) -> int:
 
 
 def parse(res_types: tuple[str, ...], params: list[tuple[str, str]],
-          registry: SearchParamRegistry, base: str | None = None) -> Query:
+          registry: SearchParamRegistry, base: str | None = None, *, lenient: bool = False) -> Query:
     """Parse a search. Raises Invalid on a bad value; unknown names go to ``Query.unknown``.
-    ``base``: this server's FHIR base URL (absolute references to it count as local)."""
+    ``base``: this server's FHIR base URL (absolute references to it count as local).
+    ``lenient`` (``Prefer: handling=lenient``): what a ``_contained`` search leaves undefined is
+    dropped into ``Query.unknown`` too, rather than refused (:func:`_check_contained`)."""
     q = Query(res_types)
     for name, raw in params:
         if name in IGNORED:
@@ -227,20 +229,32 @@ def parse(res_types: tuple[str, ...], params: list[tuple[str, str]],
         else:
             q.clauses.append(clause)
     if q.contained != "false":
-        _check_contained(q)
+        _check_contained(q, lenient)
     return q
 
 
-def _check_contained(q: Query) -> None:
-    """Refuse what a ``_contained`` search does not do (rather than ignore it): contained
-    resources are matched by their own parameters only, and are not sorted or followed."""
-    for name, used in (("_sort", q.sort), ("_include", q.include), ("_revinclude", q.revinclude)):
-        if used:
-            raise Invalid(f"{name} cannot be combined with _contained on this server", name)
+def _check_contained(q: Query, lenient: bool) -> None:
+    """Refuse (400 naming the parameter) what a ``_contained`` search leaves undefined, rather
+    than ignore it; under ``Prefer: handling=lenient`` drop it and report it as unsupported
+    (``Query.unknown``), as for unknown parameters. Contained resources have no
+    ``meta.lastUpdated`` (dom-4) and cannot be List items (they are not referenced from outside
+    their container), so ``_lastUpdated`` and ``_list`` cannot select them; ``_sort`` would order
+    containers by values of contained resources, several of which may match in one container
+    and some of a type that has no such parameter, which the specification does not define."""
+    refused = []
+    if q.sort:
+        refused.append(("_sort", "_sort cannot be combined with _contained: the order of contained "
+                                 "resources and of their containers by them is not defined"))
     for c in q.clauses:
-        if c.chain is not None or (c.param is None and not c.name.startswith("_id")):
-            raise Invalid(f"{c.name} cannot be used with _contained: contained resources are "
-                          "searched by their own parameters and _id only", c.name)
+        if c.param is None and not c.name.startswith("_id"):
+            refused.append((c.name, f"{c.name} cannot be used with _contained: contained resources have "
+                                    "no meta.lastUpdated and cannot be List items"))
+    if refused and not lenient:
+        raise Invalid(refused[0][1], refused[0][0])
+    names = {name for name, _ in refused}
+    q.sort = [] if "_sort" in names else q.sort
+    q.clauses = [c for c in q.clauses if c.name not in names]
+    q.unknown += [name for name, _ in refused]
 
 
 def _result_param(q: Query, name: str, raw: str, registry: SearchParamRegistry) -> None:

@@ -20,6 +20,7 @@ resource's rid, so ``both`` lists the contained matches, then the others, in one
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
@@ -32,6 +33,7 @@ from sqlalchemy import (
     cast,
     false,
     func,
+    literal,
     null,
     or_,
     select,
@@ -43,15 +45,17 @@ from carerecord.fhir import model
 from carerecord.fhir.search_query import Query
 from carerecord.store import paging
 from carerecord.store import schema as s
-from carerecord.store.search import Compiler, Hit, Searcher, SearchResult, rank
+from carerecord.store.search import Hit, Searcher, SearchResult, rank
 
 _C, _R, _V = s.contained, s.resources, s.resource_versions
 
 
 def run_contained(searcher: Searcher, conn: Connection, q: Query, count: int) -> SearchResult:
     """One page of a search with ``_contained`` true or both (see the module docstring), and
-    its total when asked for. ``q`` was checked by ``search_query.parse``: no chains, _has,
-    _list, _lastUpdated, _sort or _include with _contained."""
+    its total when asked for, and its ``_include``/``_revinclude`` (of containers as of any
+    resource; of contained resources returned alone by :func:`forward_from_contained` and
+    :func:`reverse_to_contained`). ``q`` was checked by ``search_query.parse``: no _list,
+    _lastUpdated or _sort with _contained."""
     page, total = queries(searcher, q, count)
     cursor = paging.decode(q.cursor)
     reverse = cursor is not None and cursor.direction in (paging.PREV, paging.LAST)
@@ -68,6 +72,8 @@ def run_contained(searcher: Searcher, conn: Connection, q: Query, count: int) ->
         result.prev_cursor = paging.Cursor(paging.PREV, (), rows[0][0]).encode() if has_prev else None
     if q.total in ("accurate", "estimate") or q.summary == "count":
         result.total = int(conn.execute(total).scalar_one())
+    if q.include or q.revinclude:
+        result.included = searcher.includes(conn, q, result.matches)
     return result
 
 
@@ -88,12 +94,13 @@ def queries(searcher: Searcher, q: Query, count: int) -> tuple[Select[Any], Sele
 def _matched(searcher: Searcher, q: Query) -> ColumnElement[bool]:
     """The contained resources (rows of ``contained``) of the searched types that satisfy every
     clause, each clause compiled against their own index rows (``schema.contained_key``)."""
-    compiler = Compiler(searcher.registry, s.contained_key)
+    compiler = searcher.compiler  # on rows of contained: the contained keys (search.key_of)
     if not q.res_types and not q.clauses:
         return true()
     per_type = []
     for t in q.res_types or tuple(sorted(model.resource_types())):
-        if any(c.param is not None and searcher.registry.get(t, c.param.code) is None for c in q.clauses):
+        if any(c.param is not None and c.has is None and searcher.registry.get(t, c.param.code) is None
+               for c in q.clauses):
             continue
         ordered = sorted(q.clauses, key=rank)  # the most selective drives, the others probe
         per_type.append(and_(_C.c.res_type == t, *[compiler.predicate(c, t, _C, probe=i > 0)
@@ -169,3 +176,72 @@ def _inner(content: bytes, position: int, ctype: str, cid: str) -> dict[str, Any
         return inner[position]  # type: ignore[no-any-return]
     return next(c for c in inner if isinstance(c, dict) and c.get("resourceType") == ctype
                 and str(c.get("id") or "") == cid)
+
+
+# -- _include and _revinclude of contained resources returned alone ----------------------------------
+def forward_from_contained(searcher: Searcher, conn: Connection, hits: list[Hit], src: str, code: str,
+                           target: str | None) -> list[Hit]:
+    """What the contained resources ``hits`` (returned alone, ``Hit.container`` set) refer to
+    under ``src:code``: stored resources, by their own reference rows (the contained keys), and
+    by ``#id`` the other resources contained in the same container, returned alone like them
+    (they are not in the entry of the resource that refers to them)."""
+    hits = [h for h in hits if src in ("*", h.res_type)]
+    keys = searcher._keys(src, code, s.contained_key)
+    if not hits or not keys:
+        return []
+    ref, target_r, target_v = s.idx_reference, _R.alias("inc_target"), _V.alias("inc_target_version")
+    stored = (select(target_r.c.rid, target_r.c.res_type, target_r.c.res_id, target_v.c.content)
+              .select_from(ref)
+              .join(target_r, and_(target_r.c.res_type == ref.c.ref_type, target_r.c.res_id == ref.c.ref_id))
+              .join(target_v, and_(target_v.c.rid == target_r.c.rid, target_v.c.version == target_r.c.version))
+              .where(ref.c.rid.in_([h.rid for h in hits]), ref.c.pkey.in_(keys), target_r.c.deleted == false()))
+    if target:
+        stored = stored.where(ref.c.ref_type == target)
+    out = [Hit(*row) for row in conn.execute(stored.distinct())]
+    source, sibling = _C.alias("inc_source"), _C.alias("inc_sibling")
+    local = (select(sibling.c.rid, sibling.c.res_type, sibling.c.res_id, sibling.c.container)
+             .select_from(ref).join(source, source.c.rid == ref.c.rid)
+             .join(sibling, and_(sibling.c.container == source.c.container, sibling.c.res_type == ref.c.ref_type,
+                                 ref.c.url == literal("#", String) + sibling.c.res_id))
+             .where(ref.c.rid.in_([h.rid for h in hits]), ref.c.pkey.in_(keys), ref.c.ref_id.is_(None)))
+    if target:
+        local = local.where(ref.c.ref_type == target)
+    return out + _alone(local, {h.container.rid: h.container for h in hits if h.container is not None}, conn)
+
+
+def reverse_to_contained(searcher: Searcher, conn: Connection, hits: list[Hit], src: str, code: str) -> list[Hit]:
+    """What refers to the contained resources ``hits`` under ``src:code``: only their own
+    container can (by ``#id``), and the other resources contained in it, returned alone."""
+    containers = {h.container.rid: h.container for h in hits if h.container is not None}
+    ref, out = s.idx_reference, []
+    # Each contained resource is named by #id only within its own container: the id alone
+    # would also name another container's resource of that id.
+    targets = [(h.container.rid, h.res_type, f"#{h.res_id}") for h in hits if h.container is not None]
+    top = searcher._keys(src, code)
+    if top:
+        named = or_(*[and_(ref.c.rid == c, ref.c.ref_type == t, ref.c.url == u) for c, t, u in targets])
+        found = conn.execute(select(ref.c.rid).distinct().where(
+            ref.c.pkey.in_(top), ref.c.ref_id.is_(None), named)).scalars()
+        out += [dataclasses.replace(containers[rid]) for rid in found]  # its own Hit: includes mark it
+    inner = searcher._keys(src, code, s.contained_key)
+    if inner:
+        sibling = _C.alias("rev_sibling")
+        beside = or_(*[and_(sibling.c.container == c, ref.c.ref_type == t, ref.c.url == u) for c, t, u in targets])
+        local = (select(sibling.c.rid, sibling.c.res_type, sibling.c.res_id, sibling.c.container).distinct()
+                 .select_from(sibling).join(ref, ref.c.rid == sibling.c.rid)
+                 .where(sibling.c.container.in_(list(containers)), ref.c.pkey.in_(inner),
+                        ref.c.ref_id.is_(None), beside))
+        out += _alone(local, containers, conn)
+    return out
+
+
+def _alone(rows: Select[Any], containers: dict[int, Hit], conn: Connection) -> list[Hit]:
+    """Contained resources (rows: rid, type, id, container rid) as hits returned alone, read
+    from their containers' content. Only resources inside the same containers are asked for, so
+    a local reference never leads out of a container."""
+    out = []
+    for rid, ctype, cid, container in conn.execute(rows):
+        whole = containers[container]
+        out.append(Hit(rid, ctype, cid, orjson.dumps(_inner(whole.content, s.container_of(rid)[1], ctype, cid)),
+                       container=whole))
+    return out

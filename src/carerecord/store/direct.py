@@ -8,8 +8,9 @@ For the shape most searches have (one resource type, no compartment, no ``_sort`
 plain clauses on the token, string, reference, date, uri, number and quantity indexes, with
 no modifier but ``:exact`` on strings and ``:identifier`` on tokens, or chains of such clauses)
 the plan is simple enough to write out directly. Everything else (``_has``, ``:missing``,
-``:not``, ``:text``, ``:below``, composites, sorts, compartments, several types, and chains for
-callers the access guard restricts) goes through search.py as before.
+``:not``, ``:text``, ``:below``, composites, sorts, compartments, several types, chains for
+callers the access guard restricts, and chains some resource answers through a local reference
+to a resource contained in it: :func:`local_references`) goes through search.py as before.
 The access guard's restriction of a caller (SQLAlchemy conditions on the resources row) is
 compiled to SQL text once per request (:func:`conditions_sql`) and placed where the plan has it.
 
@@ -270,6 +271,30 @@ def _chain(clause: Clause, res_type: str, r: str, alias: str, probe: str | None,
             per_type.append(f"EXISTS (SELECT 1 FROM idx_reference {x} WHERE {x}.rid = {r}.rid AND "
                             f"{' AND '.join(conds)}{' OFFSET 0' if sql.postgres else ''})")
     return per_type[0] if len(per_type) == 1 else f"({' OR '.join(per_type)})"
+
+
+def local_references(q: Query, postgres: bool) -> tuple[str, list[Any]]:
+    """One row, true when some resource has a local ``#id`` reference (to a resource contained
+    in it, fhir/indexing.py) under a key and target type that a chain of ``q`` follows, at any
+    depth. Such a chain must also look inside the contained resources (search.html#contained),
+    which is search.py's (``Compiler._local``); without one the text below is the whole answer.
+    Each pair is one seek on ix_reference_target (pkey, ref_id NULL, ref_type)."""
+    sql = _Sql(postgres)
+    tests = [f"EXISTS (SELECT 1 FROM idx_reference WHERE pkey = {sql.bind(key)} AND ref_id IS NULL "
+             f"AND ref_type = {sql.bind(t)})" for key, t in _chained_pairs(q.clauses, q.res_types[0])]
+    return f"SELECT {' OR '.join(tests) or ('false' if postgres else '0')}", sql.params
+
+
+def _chained_pairs(clauses: list[Clause], res_type: str) -> dict[tuple[int, str], None]:
+    """(key, target type) of every reference a chain in ``clauses`` follows, in order."""
+    out: dict[tuple[int, str], None] = {}
+    for c in clauses:
+        if c.chain is None or c.param is None:
+            continue
+        for t in c.chain_types:
+            out[(s.param_key(res_type, c.param.code), t)] = None
+            out.update(_chained_pairs([c.chain], t))
+    return out
 
 
 def chain_targets(clause: Clause, res_type: str, postgres: bool) -> tuple[str, list[Any]]:

@@ -148,12 +148,13 @@ def extra_rows(rows: IndexRows, resource: dict[str, Any], registry: SearchParamR
         if len(inner) >= CONTAINED_SLOTS:
             raise Unprocessable(f"More than {CONTAINED_SLOTS - 1} contained resources cannot be indexed",
                                 "contained")
-        contained = tuple((c["resourceType"], str(c.get("id") or ""), _contained_rows(c, registry))
+        contained = tuple((c["resourceType"], str(c.get("id") or ""), _contained_rows(c, resource, registry))
                           for c in inner if isinstance(c, dict) and isinstance(c.get("resourceType"), str))
     return rows._replace(content=content_words(resource), contained=contained)
 
 
-def _contained_rows(resource: dict[str, Any], registry: SearchParamRegistry) -> IndexRows:
-    rows = extract(resource, registry)
+def _contained_rows(resource: dict[str, Any], container: dict[str, Any],
+                    registry: SearchParamRegistry) -> IndexRows:
+    rows = extract(resource, registry, container)  # its #id references name its siblings
     rows.string.extend(narrative_words(resource))
     return rows._replace(content=content_words(resource))

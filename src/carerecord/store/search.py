@@ -22,6 +22,7 @@ from sqlalchemy import (
     Connection,
     FromClause,
     Select,
+    String,
     Table,
     and_,
     exists,
@@ -32,6 +33,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union_all,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
@@ -96,13 +98,14 @@ class SearchResult:
 
 
 class Compiler:
-    """Turns clauses into SQL predicates for one registry. ``key`` names the index rows of a
-    (type, parameter): ``schema.contained_key`` compiles plain clauses for contained resources
-    (store/contained.py; their chains, _has and _list keep to resources and are not asked)."""
+    """Turns clauses into SQL predicates for one registry. Which keys name the index rows of a
+    (type, parameter) follows from the rows a clause is on: ``schema.param_key`` for a
+    ``resources`` alias, ``schema.contained_key`` for an alias of ``contained`` (contained
+    resources, store/contained.py, and the contained targets of chains). The compiler holds no
+    state of a search, so one serves every thread."""
 
-    def __init__(self, registry: SearchParamRegistry, key: Callable[[str, str], int] = s.param_key) -> None:
+    def __init__(self, registry: SearchParamRegistry) -> None:
         self.registry = registry
-        self.key = key
 
     def predicate(self, clause: Clause, res_type: str, r: FromClause, *,
                   probe: bool = False) -> ColumnElement[bool]:
@@ -126,15 +129,16 @@ class Compiler:
         table = _TABLE_OF_TYPE.get(ptype)
         if table is None:
             raise Invalid(f"Searching on {ptype} parameter {code!r} is not supported", clause.name)
+        keyer = key_of(r)
         if clause.modifier == "missing":
-            present = _rows(table, r, probe, table.c.pkey == self.key(res_type, code))
+            present = _rows(table, r, probe, table.c.pkey == keyer(res_type, code))
             if ptype == "reference":  # a Reference given only by identifier is present too
                 ident = s.idx_token
-                present = or_(present, _rows(ident, r, probe, ident.c.pkey == self.key(
+                present = or_(present, _rows(ident, r, probe, ident.c.pkey == keyer(
                     res_type, f"{code}:identifier")))
             return or_(*[not_(present) if v.text == "true" else present for v in clause.values])
         if code in TEXT_SEARCHES:  # each word of a value starts a word of the resource
-            key = self.key(res_type, code)
+            key = keyer(res_type, code)
             words = [ws for v in clause.values if (ws := search_words(code, v.text))]
             if code == "_content":  # full-text indexed (store/content.py)
                 return ContentMatch(r.c.rid, key, words, probe)
@@ -142,9 +146,9 @@ class Compiler:
                                        table.c.value < w + _TOP) for w in ws]) for ws in words])
         table = self.index_table(clause)
         if probe:  # built on the probe view: no tree rewrite (_by_rid) on the hot path
-            matched = _exists(table, r, self.index_test(clause, res_type, _PROBE_VIEWS[table.name]))
+            matched = _exists(table, r, self.index_test(clause, res_type, _PROBE_VIEWS[table.name], keyer))
         else:
-            matched = _rows(table, r, probe, *self.index_test(clause, res_type, table))
+            matched = _rows(table, r, probe, *self.index_test(clause, res_type, table, keyer))
         return not_(matched) if clause.modifier == "not" else matched
 
     def index_table(self, clause: Clause) -> Table:
@@ -154,10 +158,11 @@ class Compiler:
             return s.idx_token
         return _TABLE_OF_TYPE[clause.param.type]
 
-    def index_test(self, clause: Clause, res_type: str, t: FromClause) -> list[ColumnElement[bool]]:
+    def index_test(self, clause: Clause, res_type: str, t: FromClause,
+                   key: Callable[[str, str], int] = s.param_key) -> list[ColumnElement[bool]]:
         """The conditions on rows of ``t`` (the clause's index table or an alias of it) that
-        satisfy a plain clause: its key, and any of its values (a ``:not`` is negated by the
-        caller)."""
+        satisfy a plain clause: its key (of a resource's rows unless ``key`` says otherwise),
+        and any of its values (a ``:not`` is negated by the caller)."""
         assert clause.param is not None
         code, ptype = clause.param.code, clause.param.type
         if clause.modifier in ("identifier", "of-type"):
@@ -167,7 +172,7 @@ class Compiler:
             tests = [composite_test(types, v, t) for v in clause.values]
         else:
             tests = [self._value(ptype, clause.modifier, v, t) for v in clause.values]
-        return [t.c.pkey == self.key(res_type, code), or_(*tests)]
+        return [t.c.pkey == key(res_type, code), or_(*tests)]
 
     def in_rid_order(self, clause: Clause, res_type: str) -> bool:
         """Whether the index hands out the rows matching ``clause`` in rid order: one value
@@ -247,9 +252,13 @@ class Compiler:
         return or_(*[date_test(v, r.c.last_updated, r.c.last_updated) for v in clause.values])
 
     def _chain(self, clause: Clause, res_type: str, r: FromClause, probe: bool) -> ColumnElement[bool]:
+        """A chained clause on the rows of ``r`` (resources, or contained resources): for each
+        target type, reference rows whose target is a live resource of that type meeting the
+        inner clause, or (a local ``#id`` reference, search.html#contained) a resource
+        contained in the same container meeting it under the contained keys."""
         assert clause.param is not None and clause.chain is not None
         ref = s.idx_reference
-        key = s.param_key(res_type, clause.param.code)
+        key = key_of(r)(res_type, clause.param.code)
         per_type = []
         for t in clause.chain_types:
             target = _inner(r)
@@ -258,19 +267,78 @@ class Compiler:
                 inner = and_(target.c.res_type == t, target.c.deleted == false(), inner)
             found = select(target.c.res_id).where(inner)
             # One lookup per target type, so (pkey, ref_id) is an index seek for each.
-            per_type.append(_rows(ref, r, probe, ref.c.pkey == key, ref.c.ref_type == t,
-                                  ref.c.ref_id.in_(found)))
+            top = [ref.c.pkey == key, ref.c.ref_type == t, ref.c.ref_id.in_(found)]
+            local = self._local(clause.chain, t, r, key, probe)
+            if probe:
+                per_type.append(or_(_rows(ref, r, True, *top), local))
+            else:  # one IN over both: an OR of two IN lists made PostgreSQL scan the resources
+                per_type.append(r.c.rid.in_(union_all(select(ref.c.rid).where(*top), local)))
         return or_(*per_type)
+
+    def _local(self, inner: Clause, t: str, r: FromClause, key: int, probe: bool) -> Any:
+        """The rows of ``r`` whose reference under ``key`` is a local ``#id`` naming a resource of
+        type ``t`` contained beside it (in ``r`` itself, or in the container ``r`` is contained
+        in) that meets ``inner``: as a correlated EXISTS when ``probe``, else the SELECT of
+        their rids. Local reference rows have ref_id NULL and the reference in url
+        (fhir/indexing.py), so (pkey, NULL, type) is a seek on ix_reference_target."""
+        depth = _DEPTHS.get(r, -1) + 1
+        x, c = _local_aliases(depth)
+        inside = is_contained(r)
+        link = [x.c.pkey == key, x.c.ref_type == t, x.c.ref_id.is_(None), c.c.res_type == t,
+                x.c.url == literal("#", String) + c.c.res_id, self.predicate(inner, t, c)]
+        if probe:
+            link.append(c.c.container == (r.c.container if inside else r.c.rid))
+            return exists(select(literal(1)).select_from(x).join(c, true())
+                          .where(x.c.rid == r.c.rid, *[_by_rid(cond, x) for cond in link])
+                          .suffix_with("OFFSET 0", dialect="postgresql"))
+        if inside:  # the container of a contained source: its own contained row's
+            src = _LOCAL_SOURCES[depth] if depth < len(_LOCAL_SOURCES) else s.contained.alias()
+            return (select(x.c.rid).select_from(x).join(src, src.c.rid == x.c.rid)
+                    .join(c, c.c.container == src.c.container).where(*link))
+        return select(x.c.rid).select_from(x).join(c, c.c.container == x.c.rid).where(*link)
 
     def _has(self, clause: Clause, res_type: str, r: FromClause) -> ColumnElement[bool]:
         assert clause.has is not None and clause.chain is not None
         src, code = clause.has
+        if is_contained(r):
+            return self._has_local(clause, res_type, r)
         ref = s.idx_reference
         source = _inner(r)
         matching = select(source.c.rid).where(source.c.res_type == src,
                                               self.predicate(clause.chain, src, source))
         return r.c.res_id.in_(select(ref.c.ref_id).where(
             ref.c.pkey == s.param_key(src, code), ref.c.ref_type == res_type, ref.c.rid.in_(matching)))
+
+    def _has_local(self, clause: Clause, res_type: str, r: FromClause) -> ColumnElement[bool]:
+        """``_has`` on contained resources (rows of ``r``, an alias of ``contained``): only the
+        resources of its own container can refer to a contained resource (by ``#id``,
+        references.html#contained), so the sources are the container and the other resources
+        contained in it."""
+        assert clause.has is not None and clause.chain is not None
+        src, code = clause.has
+        depth = _DEPTHS.get(r, -1) + 1
+        x, sib = _local_aliases(depth)
+        container = _inner(r)
+        points = [x.c.ref_type == res_type, x.c.ref_id.is_(None), x.c.url == literal("#", String) + r.c.res_id]
+        by_container = exists(select(literal(1)).select_from(x).where(
+            x.c.rid == r.c.container, x.c.pkey == s.param_key(src, code), *points,
+            x.c.rid.in_(select(container.c.rid).where(container.c.res_type == src,
+                                                      self.predicate(clause.chain, src, container)))))
+        by_sibling = exists(select(literal(1)).select_from(sib).join(x, x.c.rid == sib.c.rid).where(
+            sib.c.container == r.c.container, sib.c.res_type == src, sib.c.rid != r.c.rid,
+            x.c.pkey == s.contained_key(src, code), *points, self.predicate(clause.chain, src, sib)))
+        return or_(by_container, by_sibling)
+
+
+def is_contained(r: FromClause) -> bool:
+    """Whether ``r`` holds contained resources (``contained`` or an alias of it), whose index
+    rows are under the contained keys, rather than resources."""
+    return "container" in r.c
+
+
+def key_of(r: FromClause) -> Callable[[str, str], int]:
+    """The key function of the index rows of the rows of ``r`` (see :class:`Compiler`)."""
+    return s.contained_key if is_contained(r) else s.param_key
 
 
 # The resources aliases of inner clauses (chain targets, _has sources), one per nesting depth,
@@ -326,6 +394,23 @@ def _inner(r: FromClause) -> FromClause:
     alias = aliased(_R)
     _DEPTHS[alias] = depth
     return alias
+
+
+# The same for local references (Compiler._local): the reference rows and the contained
+# resources they name, one pair per nesting depth, and the contained row of a contained source.
+_LOCAL_REFS = tuple(s.idx_reference.alias(f"local_ref_{depth}") for depth in range(8))
+_LOCALS = tuple(s.contained.alias(f"local_{depth}") for depth in range(8))
+_LOCAL_SOURCES = tuple(s.contained.alias(f"local_source_{depth}") for depth in range(8))
+_DEPTHS.update({alias: depth for depth, alias in enumerate(_LOCALS)})
+
+
+def _local_aliases(depth: int) -> tuple[FromClause, FromClause]:
+    """(reference rows, contained resources) aliases for a local reference at ``depth``."""
+    if depth < len(_LOCALS):
+        return _LOCAL_REFS[depth], _LOCALS[depth]
+    x, c = s.idx_reference.alias(), s.contained.alias()
+    _DEPTHS[c] = depth
+    return x, c
 
 
 def _rows(table: FromClause, r: FromClause, probe: bool,
@@ -731,6 +816,13 @@ class Searcher:
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:  # on the driver, in the connection's transaction: no result machinery to set up
             if any(c.chain is not None for c in q.clauses):
+                # A chain some resource answers through a local reference (to a resource
+                # contained in it) is left to the compiler (Compiler._local); the text here
+                # follows references to resources only. One statement of index seeks decides.
+                text, params = direct.local_references(q, postgres)
+                cur.execute(text, tuple(params))
+                if cur.fetchone()[0]:
+                    return None
                 q = dataclasses.replace(q, clauses=[_narrowed(cur, c, q.res_types[0], postgres)
                                                     for c in q.clauses])
             text, params = direct.page(q, count, rank, self.compiler.in_rid_order, postgres, extra)
@@ -770,18 +862,25 @@ class Searcher:
         frontier = hits
         for round_no in range(INCLUDE_ROUNDS):
             found: list[Hit] = []
+            inner = [h for h in frontier if h.container is not None]  # contained, returned alone
             for src, code, target, iterate in q.include:
                 if round_no and not iterate:
                     continue
-                rids = [h.rid for h in frontier if src in ("*", h.res_type)]
+                rids = [h.rid for h in frontier if src in ("*", h.res_type) and h.container is None]
                 if rids:
                     found += self._forward(conn, rids, src, code, target)
+                if inner:
+                    from carerecord.store.contained import forward_from_contained
+                    found += forward_from_contained(self, conn, inner, src, code, target)
             for src, code, _target, iterate in q.revinclude:
                 if round_no and not iterate:
                     continue
-                keys = [(h.res_type, h.res_id) for h in frontier]
+                keys = [(h.res_type, h.res_id) for h in frontier if h.container is None]
                 if keys:
                     found += self._reverse(conn, keys, src, code)
+                if inner:
+                    from carerecord.store.contained import reverse_to_contained
+                    found += reverse_to_contained(self, conn, inner, src, code)
             fresh = []
             for h in found:
                 if h.rid not in seen:
@@ -796,13 +895,14 @@ class Searcher:
                 break
         return out
 
-    def _keys(self, src: str, code: str) -> list[int]:
+    def _keys(self, src: str, code: str, key: Callable[[str, str], int] = s.param_key) -> list[int]:
+        """The keys of the reference parameter ``code`` (or all, ``*``) of ``src`` (or all types)."""
         types = [src] if src != "*" else sorted(model.resource_types())
         keys = []
         for t in types:
             params = self.registry.for_type(t)
             codes = [code] if code != "*" else [c for c, p in params.items() if p.type == "reference"]
-            keys += [s.param_key(t, c) for c in codes if c in params]
+            keys += [key(t, c) for c in codes if c in params]
         return keys
 
     def _forward(self, conn: Connection, rids: list[int], src: str, code: str,
