@@ -41,6 +41,57 @@ def test_a_failing_job_in_a_batch_undoes_only_its_own_writes(repo: Repository) -
     assert families == ["P1", "P2", "P3"]
 
 
+def test_small_sqlite_batches_run_on_the_loop_unless_another_writer_holds_the_file(repo: Repository) -> None:
+    """A batch of single-resource writes runs on the event loop when the SQLite writer lock is
+    free; while another writer holds it the batch goes to a thread and waits there (never
+    blocking the loop), and still commits; a job that may search goes to a thread."""
+    import threading
+
+    from carerecord.store.writer_lock import writer_lock
+
+    lock = writer_lock(repo.engine)
+    if repo.engine.dialect.name != "sqlite" or lock is None:
+        pytest.skip("the on-loop path is for SQLite files")
+    ix = Interactions(repo)
+    queue = WriteQueue(repo)
+
+    def job(family: str):  # type: ignore[no-untyped-def]
+        return lambda unit: ix.create(unit, {"resourceType": "Patient", "name": [{"family": family}]}, "Patient")
+
+    async def one(family: str, small: bool = True) -> object:
+        return await queue.run(job(family), small=small)
+
+    assert getattr(asyncio.run(one("Loop")), "status", None) == 201
+    assert queue.batches_on_loop == 1
+    assert getattr(asyncio.run(one("Thread", small=False)), "status", None) == 201
+    assert queue.batches_on_loop == 1
+
+    held, release = threading.Event(), threading.Event()
+
+    def other_writer() -> None:
+        with lock.held():
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=other_writer)
+    t.start()
+    held.wait(10)
+
+    async def while_held() -> object:
+        task = asyncio.ensure_future(one("Waited"))
+        await asyncio.sleep(0.05)
+        assert not task.done()  # waiting in a thread, and the loop still turns
+        release.set()
+        return await task
+
+    try:
+        assert getattr(asyncio.run(while_held()), "status", None) == 201
+    finally:
+        release.set()
+        t.join(10)
+    assert queue.batches_on_loop == 1
+
+
 @pytest.mark.http
 def test_concurrent_creates_over_http_are_each_answered_on_their_own(live_server: str,
                                                                      client: httpx.Client) -> None:

@@ -143,7 +143,7 @@ async def update(request: Request) -> Response:
     if_match = etag_version(request.headers.get("if-match"), "If-Match")
     check(body)  # validated here, overlapping the writer thread's database work
     ix = guarded.interactions(request)
-    r = await c.writes.run(lambda unit: ix.update(unit, t, i, body, if_match, validated=True))
+    r = await c.writes.run(lambda unit: ix.update(unit, t, i, body, if_match, validated=True), small=True)
     return _write_response(request, c, r, media)
 
 
@@ -153,7 +153,7 @@ async def delete(request: Request) -> Response:
     check_type(t)
     if_match = etag_version(request.headers.get("if-match"), "If-Match")
     ix = guarded.interactions(request)
-    r = await c.writes.run(lambda unit: ix.delete(unit, t, i, if_match))
+    r = await c.writes.run(lambda unit: ix.delete(unit, t, i, if_match), small=True)
     headers = {"ETag": f'W/"{r.stored.version}"'} if r.stored else None
     return Response(status_code=204, headers=headers)
 
@@ -216,7 +216,7 @@ async def create(request: Request) -> Response:
         check(body)  # validated here, overlapping the writer thread's database work
     ix = guarded.interactions(request)
     r = await c.writes.run(lambda unit: ix.create(
-        unit, body, t, if_none_exist, validated=body.get("resourceType") == t))
+        unit, body, t, if_none_exist, validated=body.get("resourceType") == t), small=not if_none_exist)
     return _write_response(request, c, r, media)
 
 
