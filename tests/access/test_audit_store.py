@@ -8,6 +8,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -20,6 +21,7 @@ from carerecord.access.audit_store import (
     _appender,
     audit_engine,
     check_chain,
+    own_shard,
     shard_engines,
 )
 from carerecord.store.engine import make_engine
@@ -30,18 +32,24 @@ def events(n: int, tag: str = "t") -> list[NewEvent]:
                      f'{{"i":"read","p":"/Patient/{tag}-p{k}","q":"a\\\\b \\"quoted\\" é"}}') for k in range(n)]
 
 
-def _append_many(url: str, tag: str, batches: int) -> None:
+def _append_many(url: str, tag: str, batches: int, ready: Any = None) -> None:
+    """Append ``batches`` batches; with ``ready`` (a barrier), claim this process's shard first
+    and wait until every process has claimed its own, so all of them append at once (a process
+    that has exited releases its shard, which a later one would take over)."""
     engine = make_engine(url)
     try:
         store = AuditStore(engine)
+        if ready is not None:
+            own_shard(engine)
+            ready.wait(120)
         for b in range(batches):
             store.append(events(1 + b % 4, f"{tag}{b}"))
     finally:
         engine.dispose()
 
 
-def _child(url: str, tag: str, batches: int) -> None:  # a separate process (spawned)
-    _append_many(url, tag, batches)
+def _child(url: str, tag: str, batches: int, ready: Any) -> None:  # a separate process (spawned)
+    _append_many(url, tag, batches, ready)
 
 
 def _rows(engine: Engine) -> list[tuple[int, str]]:
@@ -75,10 +83,11 @@ def test_three_processes_appending_at_once_keep_valid_chains(engine: Engine, dat
     its own (no process waits for another's append): each shard is one chain without gaps."""
     before = _shard_rows(engine)
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_child, args=(database_url, tag, 40)) for tag in ("a", "b")]
+    ready = ctx.Barrier(3)
+    procs = [ctx.Process(target=_child, args=(database_url, tag, 40, ready)) for tag in ("a", "b")]
     for p in procs:
         p.start()
-    _append_many(database_url, "c", 40)  # and this process too
+    _append_many(database_url, "c", 40, ready)  # and this process too
     for p in procs:
         p.join(120)
         assert p.exitcode == 0
