@@ -50,8 +50,7 @@ PARAMEDIC = _staff("ambulance-0", "paramedic", "demo-org-ambulance")
 CARE_WORKER = _staff("carehome0-2", "care-worker", "demo-org-carehome0")
 RECEPTIONIST = _staff("gp0-8", "receptionist", "demo-org-gp0")
 PRIVACY_OFFICER = _staff("privacy-officer", "privacy-officer", "demo-org-hospital")
-# The demo community has one privacy officer (the hospital trust's); the first GP practice's is
-# added by the tests that need two organisations' (practice_privacy_officer).
+# The demo community has two privacy officers: the hospital trust's and the first GP practice's.
 PRACTICE_PRIVACY_OFFICER = _staff("gp0-privacy-officer", "privacy-officer", "demo-org-gp0")
 PATIENT = Persona("patient", f"Patient/{pid(0)}", patients=(pid(0),))
 PROXY = Persona("proxy", "RelatedPerson/demo-proxy-000001", patients=(pid(1),))
@@ -134,17 +133,12 @@ def same_answer(a: httpx.Response, b: httpx.Response, a_id: str, b_id: str) -> N
 
 
 def practice_privacy_officer(demo: httpx.Client) -> Persona:
-    """Add the first GP practice's privacy officer (Practitioner and PractitionerRole, coded as
-    the role table's privacy officer) to the demo community; the persona."""
-    who = PRACTICE_PRIVACY_OFFICER
-    put(demo, {"resourceType": "Practitioner", "id": "demo-staff-gp0-privacy-officer", "active": True,
-               "name": [{"family": "Adeyemi", "given": ["Tola"]}]})
-    put(demo, {"resourceType": "PractitionerRole", "id": "demo-role-gp0-privacy-officer", "active": True,
-               "practitioner": {"reference": who.subject},
-               "organization": {"reference": f"{who.organization}"},
-               "code": [{"coding": [{"system": "https://carerecord.org/fhir/CodeSystem/access-role",
-                                     "code": "privacy-officer", "display": "Privacy officer"}]}]})
-    return who
+    """The first GP practice's privacy officer, a persona of the demo community (its
+    Practitioner and PractitionerRole come with the persona bundle); checks they are there."""
+    r = demo.get(f"/{PRACTICE_PRIVACY_OFFICER.practitioner_role}")
+    assert r.status_code == 200, r.text
+    assert r.json()["organization"]["reference"] == PRACTICE_PRIVACY_OFFICER.organization
+    return PRACTICE_PRIVACY_OFFICER
 
 
 def open_encounter(demo: httpx.Client, patient: str, org: str) -> str:

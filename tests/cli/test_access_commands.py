@@ -64,7 +64,7 @@ def test_the_demo_community_has_a_sign_in_for_every_persona(tmp_path: Path) -> N
     _run("demo", "--no-serve", "--people", "3", "--jobs", "0", "--database", db)  # idempotent
     engine = create_engine(db)
     users, directory = Users(engine), Directory(Repository(engine))
-    roles = {}
+    roles, orgs = {}, {}
     for persona in PERSONAS:
         user = users.authenticate(persona.username, DEMO_PASSWORD)
         assert user is not None and user.kind == persona.kind, persona
@@ -73,8 +73,14 @@ def test_the_demo_community_has_a_sign_in_for_every_persona(tmp_path: Path) -> N
             [choice] = directory.role_choices(user.fhir_user)
             assert choice.role is not None, persona
             roles[persona.username] = choice.role.key
+            orgs[persona.username] = choice.organization
         if user.kind == "proxy":
             assert directory.granted_patients(user.grants) == ("Patient/demo-patient-000001",)
     assert roles == {"gp": "doctor", "ward-nurse": "nurse", "pharmacist": "pharmacist", "paramedic": "paramedic",
                      "care-worker": "care-worker", "receptionist": "receptionist",
-                     "privacy-officer": "privacy-officer", "administrator": "administrator"}
+                     "privacy-officer": "privacy-officer", "practice-privacy-officer": "privacy-officer",
+                     "administrator": "administrator"}
+    # each privacy officer reviews access to their own organisation's patients: the practice's
+    # is the one whose queue shows a break-glass into a registered patient's record
+    assert orgs["privacy-officer"] == "Organization/demo-org-hospital"
+    assert orgs["practice-privacy-officer"] == "Organization/demo-org-gp0"
