@@ -62,11 +62,13 @@ class Settings(BaseSettings):
     default_page_size: int = 50
     max_page_size: int = 1000
     # Limits per caller (api/limits.py): body size, Bundle entries, and a token bucket per
-    # client id and worker (requests per second, burst).
+    # client id (requests per second, burst), shared by the workers of one `carerecord serve`
+    # through rate_file (which serve creates and removes; unset: each process its own).
     max_request_bytes: int = 32 * 1024 * 1024
     max_bundle_entries: int = 10_000
     rate_per_second: float = 200.0
     rate_burst: int = 1000
+    rate_file: Path | None = None
     validate_profiles: bool = True
     # Bulk export (services/export): jobs and their files live in <data_dir>/exports; an NDJSON
     # file is split past export_file_bytes; finished jobs are removed after the retention time;

@@ -222,7 +222,8 @@ def create_app(settings: Settings | None = None, repo: Repository | None = None)
     ctx.processor = TransactionProcessor(interactions, rest.get_in_bundle(ctx))  # type: ignore[arg-type]
     app = Starlette(routes=routes(), middleware=[Middleware(NoStore), Middleware(AuditTrail), Middleware(BearerAuth),
                                                  Middleware(Limits, max_bytes=settings.max_request_bytes,
-                                                            rate=settings.rate_per_second, burst=settings.rate_burst)], exception_handlers={
+                                                            rate=settings.rate_per_second, burst=settings.rate_burst,
+                                                            shared=settings.rate_file)], exception_handlers={
         FhirError: _fhir_error, HTTPException: _http_error, Exception: _unexpected})
     app.router = FastRouter(app.routes)  # type: ignore[arg-type]
     app.state.ctx = ctx

@@ -7,20 +7,29 @@
   is a 413 (:func:`check_bundle_size`), before anything is staged.
 - **``_count``** is capped at ``Settings.max_page_size`` with honest paging (``rest.run_search``);
   **``_include:iterate``** runs at most ``store.search.INCLUDE_ROUNDS`` rounds.
-- **Rate**: an in-process token bucket per client id (the token's ``client_id``) and worker:
-  ``rate_per_second`` refilled up to ``rate_burst``; an empty bucket is a 429 with Retry-After
-  (seconds until a token is back). System clients (``system/`` scopes: trusted integrations,
-  loaders, the benchmarks) are not limited, as they are trusted with everything. Per worker, so with N workers a client may get N times the
-  rate; a shared limiter (a proxy, or Redis) is the production answer for a region, and this
-  one keeps a single caller from starving the others of one machine.
+- **Rate**: a token bucket per client id (the token's ``client_id``): ``rate_per_second``
+  refilled up to ``rate_burst``; an empty bucket is a 429 with Retry-After (seconds until a
+  token is back). System clients (``system/`` scopes: trusted integrations, loaders, the
+  benchmarks) are not limited, as they are trusted with everything. The workers of one
+  ``carerecord serve`` share their buckets (:class:`SharedBuckets`, a small table in a file the
+  command creates and maps into each worker), so N workers do not give a client N times its
+  rate; an app built without that file (tests, one process) keeps them in memory
+  (:class:`Buckets`). Servers on several machines each have their own: a region puts a shared
+  limiter in front of them.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import math
+import mmap
+import os
+import struct
 import threading
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -40,8 +49,16 @@ class TooMany(FhirError):
     code = "throttled"
 
 
+class TokenBuckets(Protocol):
+    def take(self, key: str, now: float | None = None) -> float: ...
+
+
+def _refill(tokens: float, last: float, now: float, rate: float, burst: int) -> float:
+    return min(float(burst), tokens + max(0.0, now - last) * rate)
+
+
 class Buckets:
-    """Token buckets per client id (thread-safe: PostgreSQL requests run in threads)."""
+    """Token buckets per client id in this process (thread-safe: PostgreSQL requests run in threads)."""
 
     def __init__(self, rate: float, burst: int) -> None:
         self.rate, self.burst = rate, burst
@@ -53,12 +70,80 @@ class Buckets:
         now = time.monotonic() if now is None else now
         with self._lock:
             tokens, last = self._state.get(key, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            tokens = _refill(tokens, last, now, self.rate, self.burst)
             if tokens >= 1:
                 self._state[key] = (tokens - 1, now)
                 return 0.0
             self._state[key] = (tokens, now)
             return (1 - tokens) / self.rate if self.rate > 0 else 3600.0
+
+
+class SharedBuckets:
+    """Token buckets per client id shared by the processes that map the same file (the workers
+    of one ``carerecord serve``).
+
+    The file is a table of ``SLOTS`` slots: a 16-byte digest of the client id, its tokens and
+    when they were counted (``time.monotonic``, one clock for every process of the machine). A
+    client's slot is found by probing from its digest; a new client takes an empty slot, or one
+    whose bucket has refilled to the brim (the same as no bucket), or else the fullest one (its
+    client, starting again with a full bucket, gains least; a throttled client keeps its slot). Each take holds an exclusive ``lockf`` on the file (for the other processes)
+    and a thread lock (``lockf`` does not exclude threads of one process): two system calls and
+    a few microseconds. Hand-written because no library shares a rate limit between processes
+    without a server (Redis) to hold it."""
+
+    SLOTS = 4096
+    PROBES = 16
+    _SLOT = struct.Struct("<16sdd")
+    _EMPTY = bytes(16)
+
+    def __init__(self, path: Path, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        size = self.SLOTS * self._SLOT.size
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        if os.fstat(self._fd).st_size < size:
+            os.ftruncate(self._fd, size)  # zero-filled: every slot empty
+        self._map = mmap.mmap(self._fd, size)
+        self._lock = threading.Lock()
+
+    def take(self, key: str, now: float | None = None) -> float:
+        """Take a token for ``key``: 0 if there was one, else the seconds until there is."""
+        now = time.monotonic() if now is None else now
+        digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
+        if digest == self._EMPTY:
+            digest = b"\x01" + digest[1:]
+        with self._lock:
+            fcntl.lockf(self._fd, fcntl.LOCK_EX)
+            try:
+                offset, tokens, last = self._slot(digest, now)
+                tokens = _refill(tokens, last, now, self.rate, self.burst)
+                taken = tokens >= 1
+                self._SLOT.pack_into(self._map, offset, digest, tokens - 1 if taken else tokens, now)
+            finally:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN)
+        if taken:
+            return 0.0
+        return (1 - tokens) / self.rate if self.rate > 0 else 3600.0
+
+    def _slot(self, digest: bytes, now: float) -> tuple[int, float, float]:
+        """The offset of ``digest``'s slot, with its tokens and time (a full bucket if new)."""
+        first = int.from_bytes(digest[:4], "little")
+        fullest: tuple[float, int] | None = None
+        for probe in range(self.PROBES):
+            offset = ((first + probe) % self.SLOTS) * self._SLOT.size
+            key, tokens, last = self._SLOT.unpack_from(self._map, offset)
+            if key == digest:
+                return offset, tokens, last
+            held = _refill(tokens, last, now, self.rate, self.burst)
+            if key == self._EMPTY or held >= self.burst:
+                return offset, float(self.burst), now
+            if fullest is None or held > fullest[0]:
+                fullest = (held, offset)
+        assert fullest is not None  # every probed slot busy: the client nearest a full bucket
+        return fullest[1], float(self.burst), now  # loses least by starting again full
+
+    def close(self) -> None:
+        self._map.close()
+        os.close(self._fd)
 
 
 def check_bundle_size(bundle: dict[str, Any], limit: int) -> None:
@@ -71,10 +156,11 @@ def check_bundle_size(bundle: dict[str, Any], limit: int) -> None:
 class Limits:
     """ASGI middleware (inside BearerAuth, so the Principal is known): size and rate limits."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, rate: float, burst: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, rate: float, burst: int,
+                 shared: Path | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.buckets = Buckets(rate, burst)
+        self.buckets: TokenBuckets = SharedBuckets(shared, rate, burst) if shared else Buckets(rate, burst)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -69,9 +70,17 @@ def _serve(settings: Settings) -> None:
     _open(settings)
     _export(settings)
     click.echo(f"carerecord serving {settings.fhir_base()} (database {_safe(settings.database_url())})")
-    uvicorn.run("carerecord.api.app:app_from_env", factory=True, host=settings.host,
-                port=settings.port, workers=settings.workers, log_level="warning",
-                access_log=False)
+    # The workers' shared rate-limit buckets (api/limits.SharedBuckets): a file of this run only.
+    shm = Path("/dev/shm")
+    fd, rate_file = tempfile.mkstemp(prefix=f"carerecord-rate-{os.getpid()}-", dir=shm if shm.is_dir() else None)
+    os.close(fd)
+    os.environ["CARERECORD_RATE_FILE"] = rate_file
+    try:
+        uvicorn.run("carerecord.api.app:app_from_env", factory=True, host=settings.host,
+                    port=settings.port, workers=settings.workers, log_level="warning",
+                    access_log=False)
+    finally:
+        os.unlink(rate_file)
 
 
 def default_jobs() -> int:
