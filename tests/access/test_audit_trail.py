@@ -190,3 +190,42 @@ def test_an_sqlite_trail_lives_beside_the_record_and_older_rows_move_there(tmp_p
     with record.connect() as conn:  # moved, not copied: the record keeps no second trail
         assert conn.execute(select(audit_log)).all() == []
     assert _check(f"sqlite:///{tmp_path / 'old.db'}")[0] == 0
+
+
+def test_rows_removed_from_the_end_are_found_against_an_anchor(trail: Engine, engine: Engine, database_url: str,
+                                                               tmp_path: Path) -> None:
+    """The chain alone cannot show rows cut from its end; an anchor printed by `carerecord
+    audit-anchor` (and kept elsewhere) can, and a rewritten anchored row too."""
+    printed = CliRunner().invoke(main, ["audit-anchor", "--database", database_url])
+    assert printed.exit_code == 0, printed.output
+    anchors = tmp_path / "anchors.log"
+    anchors.write_text(f"some other log line\n{printed.output}")
+    assert _check_anchored(database_url, anchors)[0] == 0
+    last, _ = _last_two(trail)
+    head_of_shard_0 = next(line for line in printed.output.splitlines() if " shard=0 " in line)
+    if f"seq={last['seq']} " not in head_of_shard_0:
+        pytest.skip("this process's rows are in another shard")
+    with trail.begin() as conn:
+        conn.execute(delete(audit_log).where(audit_log.c.seq == last["seq"]))
+    try:
+        assert check_chain(engine)[0] == []  # still a valid chain: the limit anchors close
+        code, out = _check_anchored(database_url, anchors)
+        assert code == 1 and f"row {last['seq']}, recorded in an anchor, is gone" in out, out
+        with trail.begin() as conn:
+            conn.execute(insert(audit_log).values(**{**last, "hash": "v2:" + "0" * 64}))
+        code, out = _check_anchored(database_url, anchors)
+        assert code == 1 and f"row {last['seq']} has another hash than its anchor recorded" in out, out
+        with trail.begin() as conn:
+            conn.execute(delete(audit_log).where(audit_log.c.seq == last["seq"]))
+    finally:
+        with trail.begin() as conn:
+            conn.execute(insert(audit_log).values(**last))
+    empty = tmp_path / "empty.log"
+    empty.write_text("nothing here\n")
+    code, out = _check_anchored(database_url, empty)
+    assert code == 1 and "No `carerecord-audit-anchor` lines" in out
+
+
+def _check_anchored(database_url: str, anchors: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["check", "--database", database_url, "--anchors", str(anchors)])
+    return result.exit_code, result.output

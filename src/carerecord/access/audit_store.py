@@ -470,3 +470,61 @@ def check_chain(engine: Engine) -> tuple[list[str], dict[str, int]]:
     if len(shards) > 1:
         counts["audit shards"] = len(shards)
     return problems, counts
+
+
+# Anchors: a hash chain shows an edited, inserted or deleted row, but not rows removed from its
+# very end (what is left is still a valid chain). The newest row's (shard, seq, hash), kept
+# somewhere the database's owner cannot rewrite (a log host, a ticket, a printout), closes that:
+# ``carerecord audit-anchor`` prints one line per shard, ``carerecord check --anchors FILE``
+# verifies that every anchored row is still there with the same hash.
+_ANCHOR = re.compile(r"carerecord-audit-anchor shard=(\d+) seq=(\d+) hash=(\S+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    shard: int
+    seq: int
+    hash: str
+
+    def line(self) -> str:
+        return f"carerecord-audit-anchor shard={self.shard} seq={self.seq} hash={self.hash}"
+
+    @classmethod
+    def find(cls, text: str) -> list[Anchor]:
+        """Every anchor line in ``text`` (a log may hold other lines around them)."""
+        return [cls(int(m[1]), int(m[2]), m[3]) for m in _ANCHOR.finditer(text)]
+
+
+def heads(engine: Engine) -> list[Anchor]:
+    """The newest row of each shard's chain (of the one chain on PostgreSQL), as anchors."""
+    out = []
+    for shard, trail in shard_engines(engine):
+        with trail.connect() as conn:
+            row = conn.execute(select(audit_log.c.seq, audit_log.c.hash)
+                               .order_by(audit_log.c.seq.desc()).limit(1)).first()
+        if row is not None:
+            out.append(Anchor(shard, int(row[0]), str(row[1])))
+    return out
+
+
+def check_anchors(engine: Engine, anchors: Sequence[Anchor]) -> list[str]:
+    """Problems for ``carerecord check --anchors``: an anchored row gone (rows removed from the
+    end of the chain, or its shard missing) or holding another hash (the chain rewritten)."""
+    trails = dict(shard_engines(engine))
+    problems = []
+    for a in anchors:
+        where = "the audit trail" if a.shard == 0 else f"audit shard {a.shard}"
+        trail = trails.get(a.shard)
+        if trail is None:
+            problems.append(f"{where} is missing, though an anchor recorded its row {a.seq}")
+            continue
+        with trail.connect() as conn:
+            found = conn.execute(select(audit_log.c.hash).where(audit_log.c.seq == a.seq)).scalar()
+            last = conn.execute(select(func.max(audit_log.c.seq))).scalar()
+        if found is None:
+            problems.append(f"{where}: row {a.seq}, recorded in an anchor, is gone (the trail now ends at "
+                            f"row {last or 0}): rows were removed from its end")
+        elif found != a.hash:
+            problems.append(f"{where}: row {a.seq} has another hash than its anchor recorded: the trail "
+                            "was rewritten from there")
+    return problems

@@ -225,9 +225,12 @@ def reindex(types: tuple[str, ...], database: str | None, data_dir: Path | None)
 @main.command()
 @db_option
 @dir_option
-def check(database: str | None, data_dir: Path | None) -> None:
+@click.option("--anchors", "anchor_files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A file (a log) holding lines printed by `carerecord audit-anchor`: each anchored "
+                   "audit row must still be there, unchanged")
+def check(database: str | None, data_dir: Path | None, anchor_files: tuple[Path, ...]) -> None:
     """Verify the store's integrity (exit status 1 on any problem)."""
-    from carerecord.access.audit_store import check_chain
+    from carerecord.access.audit_store import Anchor, check_anchors, check_chain
     from carerecord.store.engine import current_revision, make_engine
     from carerecord.store.integrity import check_integrity
 
@@ -238,6 +241,12 @@ def check(database: str | None, data_dir: Path | None) -> None:
     problems, counts = check_integrity(engine)
     audit_problems, audit_counts = check_chain(engine)  # the audit trail's hash chain
     problems, counts = problems + audit_problems, {**counts, **audit_counts}
+    if anchor_files:
+        anchors = [a for f in anchor_files for a in Anchor.find(f.read_text(errors="replace"))]
+        if not anchors:
+            raise click.ClickException("No `carerecord-audit-anchor` lines in " + ", ".join(map(str, anchor_files)))
+        problems += check_anchors(engine, anchors)
+        counts["audit anchors checked"] = len(anchors)
     for name, n in counts.items():
         click.echo(f"{name:>24}: {n}")
     for p in problems:
@@ -245,6 +254,22 @@ def check(database: str | None, data_dir: Path | None) -> None:
     click.echo("OK: no problems found" if not problems else f"{len(problems)} problem(s) found")
     if problems:
         sys.exit(1)
+
+
+@main.command("audit-anchor")
+@db_option
+@dir_option
+def audit_anchor(database: str | None, data_dir: Path | None) -> None:
+    """Print the audit trail's newest row (per shard) as anchor lines. Keep them where the
+    database's owner cannot change them (e.g. ship them to a log host from cron): `carerecord
+    check --anchors FILE` then finds rows removed from the end of the trail, which the hash
+    chain alone cannot show."""
+    from carerecord.access.audit_store import heads
+    from carerecord.store.engine import make_engine
+
+    settings = _settings(database=database, data_dir=data_dir)
+    for anchor in heads(make_engine(settings.database_url())):
+        click.echo(anchor.line())
 
 
 def _exists(repo: Any, res_type: str, res_id: str) -> bool:
