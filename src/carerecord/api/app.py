@@ -39,10 +39,8 @@ from carerecord.store.search import Searcher
 from carerecord.store.transaction import TransactionProcessor
 
 log = logging.getLogger("carerecord.api")
-_BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
-EXPORT_OPERATIONS = {"Patient": [{"name": "export", "definition": f"{_BULK}/patient-export"}],
-                     "Group": [{"name": "export", "definition": f"{_BULK}/group-export"}]}
-SYSTEM_OPERATIONS = [{"name": "export", "definition": f"{_BULK}/export"}]
+EXPORT_OPERATIONS = export.capability_operations()
+SYSTEM_OPERATIONS = export.system_operations()
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 

@@ -17,12 +17,10 @@ from carerecord.fhir import bundle as fb
 from carerecord.fhir import model
 from carerecord.fhir.outcome import outcome
 from carerecord.fhir.search_query import Query
+from carerecord.fhir.subset import keep_elements, mandatory_keys, mark_subsetted
 from carerecord.store.history import HistoryPage
 from carerecord.store.records import iso_instant, now_us
 from carerecord.store.search import Hit, SearchResult
-
-_SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
-              "code": "SUBSETTED", "display": "Resource encoded in summary mode"}
 
 
 def page_url(path: str, params: list[tuple[str, str]], cursor: str | None) -> str:
@@ -61,25 +59,18 @@ def summary(node: dict[str, Any], type_name: str) -> dict[str, Any]:
 def _subset(content: bytes, q: Query) -> bytes:
     """Apply _elements or _summary=true/text/data to one resource (parses it: only when asked)."""
     doc: dict[str, Any] = orjson.loads(content)
-    keep = {"resourceType", "id", "meta"}
     if q.summary == "true":
         out = summary(doc, doc["resourceType"])
-    elif q.elements:  # and the mandatory elements, which servers SHOULD always return
-        kids = model.children(doc["resourceType"]) or {}
-        out = {k: v for k, v in doc.items() if k in keep or k in q.elements
-               or k.lstrip("_") in q.elements or (k in kids and kids[k][0].min > 0)}
+    elif q.elements:  # and the mandatory elements, which servers SHOULD always return (fhir/subset.py)
+        out = keep_elements(doc, q.elements)
     elif q.summary == "text":
-        kids = model.children(doc["resourceType"]) or {}
-        out = {k: v for k, v in doc.items() if k in keep or k == "text"
-               or (k in kids and kids[k][0].min > 0)}
+        keep = mandatory_keys(doc["resourceType"]) | {"text"}
+        out = {k: v for k, v in doc.items() if k in keep}
     elif q.summary == "data":
         out = {k: v for k, v in doc.items() if k != "text"}
     else:
         return content
-    meta = dict(out.get("meta") or {})
-    meta["tag"] = [*meta.get("tag", []), _SUBSETTED]
-    out["meta"] = meta
-    return orjson.dumps(out)
+    return orjson.dumps(mark_subsetted(out))
 
 
 def searchset(base: str, path: str, params: list[tuple[str, str]], q: Query, result: SearchResult,

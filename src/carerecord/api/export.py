@@ -4,9 +4,11 @@ adapter of :mod:`carerecord.services.export`.
 - ``GET [base]/$export``, ``GET [base]/Patient/$export``, ``GET [base]/Group/{id}/$export``
   with ``Prefer: respond-async`` (400 without it), the parameters in the query string; or
   ``POST`` to the same with them in a Parameters body (``_outputFormat``, ``_since``, ``_type``,
-  ``_typeFilter``, each a ``valueString``/``valueInstant``/``valueCode``; errors name
-  ``Parameters.parameter[n]...``): 202 with ``Content-Location`` of the job's status URL,
-  ``[base]/$export-status/{job}``.
+  ``_typeFilter``, ``_elements``, ``includeAssociatedData``, each a
+  ``valueString``/``valueInstant``/``valueCode``; ``patient``, POST only, a ``valueReference``
+  each; errors name ``Parameters.parameter[n]...``): 202 with ``Content-Location`` of the job's
+  status URL, ``[base]/$export-status/{job}``, and an OperationOutcome that also warns of what
+  ``Prefer: handling=lenient`` had ignored (``services/export/request.py``).
 - ``GET`` of the status URL: 202 with ``X-Progress`` and ``Retry-After`` while the job runs; 200
   with the manifest (``application/json``, and ``Expires``) when it is complete; 500 with an
   OperationOutcome when it failed or was interrupted. ``DELETE``: the job and its files are
@@ -36,13 +38,37 @@ from carerecord.api.http import fhir_response, prefer, read_body, response_forma
 from carerecord.errors import Invalid, Issue, NotFound
 from carerecord.fhir.outcome import information, outcome
 from carerecord.services.export import Exports, parameters, parse_request, query_parameters
-from carerecord.services.export.request import GROUP, PATIENT, SYSTEM, as_query, check_caller, check_filters
+from carerecord.services.export.request import (
+    GROUP,
+    PATIENT,
+    SYSTEM,
+    as_query,
+    check_caller,
+    check_filters,
+    documentation,
+)
 from carerecord.services.export.service import COMPLETE, FAILED
 from carerecord.store.records import http_date
 from carerecord.store.threads import off_loop
 
 RETRY_AFTER_SECONDS = 2
 _CHUNK = 256 * 1024
+_BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
+
+
+def _operation(level: str, definition: str) -> dict[str, str]:
+    return {"name": "export", "definition": f"{_BULK}/{definition}", "documentation": documentation(level)}
+
+
+def capability_operations() -> dict[str, list[dict[str, str]]]:
+    """The CapabilityStatement entries of the Patient and Group ``$export``, saying which
+    parameters are supported (the specification's definitions list optional ones too)."""
+    return {"Patient": [_operation(PATIENT, "patient-export")], "Group": [_operation(GROUP, "group-export")]}
+
+
+def system_operations() -> list[dict[str, str]]:
+    """The CapabilityStatement entry of the system ``$export``."""
+    return [_operation(SYSTEM, "export")]
 
 
 def _exports(request: Request) -> Exports:
@@ -69,7 +95,7 @@ async def _kick_off(request: Request, level: str, group: str | None = None) -> R
         query = request.scope.get("query_string", b"").decode("latin-1")
     repo = request.app.state.ctx.repo
     req = parse_request(level, group, params, who, f"{path}?{query}" if query else path, repo.registry,
-                        lenient=prefer(request, "handling") == "lenient", post=post)
+                        lenient=prefer(request, "handling") == "lenient", post=post, base=_base(request))
     if req.filters:  # a :below/:above code system must be known now, rather than fail the job
         await guarded.on_store(request, lambda: check_filters(repo, req))
     if group is not None:  # 404 (or 410) now, rather than a job that fails
@@ -78,8 +104,9 @@ async def _kick_off(request: Request, level: str, group: str | None = None) -> R
     # Writing the job's folder syncs its files to disk: in a thread, not on the event loop.
     job = await off_loop(_exports(request).start, who, req, client[0] if client else None)
     status_url = f"{_base(request)}/$export-status/{job}"
-    return fhir_response(information(f"Export {job} started; poll {status_url}"), 202, media=media,
-                         headers={"Content-Location": status_url})
+    issues = [Issue("information", "informational", f"Export {job} started; poll {status_url}"),
+              *(Issue("warning", "not-supported", note) for note in req.notes)]  # what lenient handling ignored
+    return fhir_response(outcome(issues), 202, media=media, headers={"Content-Location": status_url})
 
 
 async def export_system(request: Request) -> Response:

@@ -17,11 +17,33 @@ queries ``Type?criteria``; a type with several is exported where any matches, a 
 whole). A filter is a search like any other, run through the same guarded searcher as every page
 of the export, so it only ever narrows what the client may export: it names a type the export
 holds (among ``_type`` when given), uses search parameters of that type and no result parameter
-(``_sort``, ``_include``, ``_count``...); anything else is a 400 naming it. Any other parameter
-(``_elements``, ``patient``, ``includeAssociatedData``...) is refused with 400 unless the client
-sent ``Prefer: handling=lenient``, as the specification asks of a server that does not support it.
-Each error names where the value was: the parameter (a query string) or
-``Parameters.parameter[n].value...`` (a body).
+(``_sort``, ``_include``, ``_count``...); anything else is a 400 naming it.
+
+``_elements`` (comma separated, repeatable; H055): ``Type.element`` or a bare ``element``, root
+elements only. Each exported resource keeps its mandatory elements and those listed for its
+type or bare, and is marked SUBSETTED (:mod:`carerecord.fhir.subset`, the search's own code). A
+type the export does not hold, a type without that element, a bare element of none of the
+export's types or a path below the root is a 400 naming it.
+
+``patient`` (Patient and Group level; H055): one ``valueReference`` per patient in the
+Parameters body of a POST kick-off (``Patient/id``, or the absolute URL on this server). The
+export then holds nothing of any other patient: only the resources all of whose Patient
+compartments are those of listed patients (for a Group, listed current members). A listed
+patient who is unknown, deleted, not a member or one the client may not see (a secondary-use
+client and a patient with the national data opt-out) contributes nothing, alike; no error tells
+them apart. On a system export, in a query string, or naming anything but a Patient of this
+server it is a 400, even under lenient handling: ignored, it would widen the export.
+
+``includeAssociatedData`` (comma separated, repeatable): ``RelevantProvenanceResources`` adds
+every Provenance whose ``target`` is an exported resource (through the guard; the client's
+scopes must allow exporting Provenance, else 403). ``LatestProvenanceResources`` and custom
+``_`` values are not supported, and any other value is not one: a 400 naming it.
+
+Any other parameter is refused with 400. Under ``Prefer: handling=lenient``, as the
+specification allows, an unsupported parameter, an unsupported ``includeAssociatedData`` value
+and an ``_elements`` entry that fits no exported type are ignored instead, and reported
+(:attr:`ExportRequest.notes`, warnings in the kick-off's answer). Each error names where the
+value was: the parameter (a query string) or ``Parameters.parameter[n].value...`` (a body).
 """
 
 from __future__ import annotations
@@ -36,25 +58,49 @@ from carerecord.access.scopes import Verdict
 from carerecord.errors import FhirError, Forbidden, Invalid
 from carerecord.fhir import model
 from carerecord.fhir.dates import date_range
+from carerecord.fhir.references import local_reference, split_relative
 from carerecord.fhir.search_params import SearchParamRegistry
 from carerecord.fhir.search_query import RESULT_PARAMS, Query, parse
+from carerecord.fhir.subset import element_keys
 from carerecord.store import codesystems
 from carerecord.store.repository import Repository
 
 SYSTEM, PATIENT, GROUP = "system", "patient", "group"
 NDJSON = "application/fhir+ndjson"
 OUTPUT_FORMATS = {NDJSON: NDJSON, "application/ndjson": "application/ndjson", "ndjson": NDJSON}
-_KNOWN = ("_type", "_since", "_outputFormat", "_typeFilter")
+LATEST_PROVENANCE, RELEVANT_PROVENANCE = "LatestProvenanceResources", "RelevantProvenanceResources"
+ASSOCIATED_DATA = (LATEST_PROVENANCE, RELEVANT_PROVENANCE)  # and custom values starting with _
+SUPPORTED_ASSOCIATED_DATA = (RELEVANT_PROVENANCE,)
+_KNOWN = ("_outputFormat", "_since", "_type", "_typeFilter", "_elements", "patient", "includeAssociatedData")
 _ALWAYS_ALLOWED = ("_format",)  # the format of the kick-off's own answers (OperationOutcomes)
+_NOT_AT_SYSTEM_LEVEL = ("patient",)
+
+
+def supported_parameters(level: str) -> tuple[str, ...]:
+    """The kick-off parameters this server supports at ``level``."""
+    return tuple(p for p in _KNOWN if level != SYSTEM or p not in _NOT_AT_SYSTEM_LEVEL)
+
+
+def documentation(level: str) -> str:
+    """What the CapabilityStatement says of the ``$export`` at ``level``: the parameters (and
+    values) this server supports there, from the same constants :func:`parse_request` uses."""
+    detail = {"_outputFormat": f"_outputFormat ({', '.join(OUTPUT_FORMATS)})",
+              "patient": "patient (POST only, a valueReference each)",
+              "includeAssociatedData": f"includeAssociatedData ({', '.join(SUPPORTED_ASSOCIATED_DATA)})"}
+    names = [detail.get(p, p) for p in supported_parameters(level)]
+    return (f"Supported parameters: {', '.join(names)}. An unsupported parameter or value is refused with 400 "
+            "unless the client sends Prefer: handling=lenient (then ignored, and reported at kick-off).")
 
 
 @dataclass(frozen=True, slots=True)
 class Param:
-    """One kick-off parameter: its name, its value as text, and where it was (for errors)."""
+    """One kick-off parameter: its name, its value as text, where it was (for errors), and
+    whether it was a ``valueReference`` of a Parameters body (the value is its ``reference``)."""
 
     name: str
     value: str
     at: str
+    reference: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +130,24 @@ class ExportRequest:
     path_and_query: str
     post: bool = False
     filters: tuple[TypeFilter, ...] = ()
+    elements: tuple[tuple[str | None, str], ...] = ()  # _elements: (type, or None for any; element)
+    patients: tuple[str, ...] | None = None  # patient: the ids asked for (None: not asked)
+    associated: tuple[str, ...] = ()  # includeAssociatedData values (supported ones only)
+    notes: tuple[str, ...] = ()  # what lenient handling ignored, reported at kick-off
 
     def filters_of(self, res_type: str) -> list[TypeFilter]:
         return [f for f in self.filters if f.res_type == res_type]
+
+    @property
+    def by_member(self) -> bool:
+        """Whether the export walks patients one by one (a Group's members, or ``patient``)."""
+        return self.level == GROUP or self.patients is not None
+
+    def elements_of(self, res_type: str) -> tuple[str, ...] | None:
+        """The ``_elements`` a ``res_type`` keeps besides its mandatory ones; None: all of it."""
+        if not self.elements:
+            return None
+        return tuple(e for t, e in self.elements if t is None or t == res_type)
 
 
 @cache
@@ -126,6 +187,12 @@ def parameters(body: dict[str, Any]) -> list[Param]:
         name = p.get("name") if isinstance(p, dict) else None
         if not isinstance(name, str) or not name:
             raise Invalid("Each parameter needs a name", f"{where}.name")
+        if name == "patient":
+            ref = values[0][1] if len(values) == 1 and values[0][0] == "valueReference" else None
+            if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
+                raise Invalid("patient needs one valueReference with a literal reference (Patient/id)", where)
+            out.append(Param(name, ref["reference"], f"{where}.valueReference", reference=True))
+            continue
         if name in _KNOWN and (len(values) != 1 or not isinstance(values[0][1], str)):
             raise Invalid(f"{name} needs one value (valueString, valueInstant or valueCode)", where)
         key, value = values[0] if len(values) == 1 else ("value", None)
@@ -140,15 +207,20 @@ def as_query(params: list[Param]) -> str:
 
 def parse_request(level: str, group: str | None, params: list[Param], principal: Principal,
                   path_and_query: str, registry: SearchParamRegistry, *, lenient: bool = False,
-                  post: bool = False) -> ExportRequest:
+                  post: bool = False, base: str | None = None) -> ExportRequest:
     """The export asked for by a kick-off's ``params``; Invalid (400) for a bad or unsupported
-    parameter, Forbidden (403) for a caller or type the scopes do not allow."""
+    parameter, Forbidden (403) for a caller or type the scopes do not allow. ``base``: this
+    server's, for absolute ``patient`` references."""
     check_caller(principal)
+    notes: list[str] = []
     unknown = [p for p in params if p.name not in _KNOWN and p.name not in _ALWAYS_ALLOWED]
-    if unknown and not lenient:
-        names = sorted({p.name for p in unknown})
-        raise Invalid(f"Bulk export does not support the parameter(s) {', '.join(names)}; send "
-                      "Prefer: handling=lenient to have them ignored", unknown[0].at)
+    if unknown:
+        names = ", ".join(sorted({p.name for p in unknown}))
+        if not lenient:
+            raise Invalid(f"Bulk export does not support the parameter(s) {names}; send "
+                          "Prefer: handling=lenient to have them ignored", unknown[0].at)
+        notes.append(f"Bulk export does not support the parameter(s) {names}: ignored")
+    patients = _patients(level, [p for p in params if p.name == "patient"], base)
     media = _output_format([p for p in params if p.name == "_outputFormat"])
     since = _since([p for p in params if p.name == "_since"])
     asked = [(t.strip(), p.at) for p in params if p.name == "_type" for t in p.value.split(",") if t.strip()]
@@ -165,7 +237,95 @@ def parse_request(level: str, group: str | None, params: list[Param], principal:
     if not types:
         raise Forbidden("The client's scopes allow reading no resource type, so there is nothing it "
                         "may export")
-    return ExportRequest(level, group, types, since, media, path_and_query, post, tuple(filters))
+    associated = _associated([p for p in params if p.name == "includeAssociatedData"], principal, lenient, notes)
+    held = {*types, *(["Provenance"] if associated else [])}
+    elements = _elements([p for p in params if p.name == "_elements"], held, lenient, notes)
+    return ExportRequest(level, group, types, since, media, path_and_query, post, tuple(filters),
+                         elements, patients, associated, tuple(notes))
+
+
+def _patients(level: str, values: list[Param], base: str | None) -> tuple[str, ...] | None:
+    """The ids of the ``patient`` parameters (None: none given). Never ignored, even under
+    lenient handling: the export without the restriction would hold other patients' data."""
+    if not values:
+        return None
+    if level == SYSTEM:
+        raise Invalid("patient restricts a Patient or Group export (Patient/$export, Group/[id]/$export); "
+                      "a system export takes none", values[0].at)
+    ids = []
+    for p in values:
+        if not p.reference:
+            raise Invalid("patient takes a valueReference in the Parameters body of a POST kick-off, "
+                          "not a query parameter", p.at)
+        pair = split_relative(local_reference(p.value.strip(), base))
+        if pair is None or pair[0] != "Patient":
+            raise Invalid(f"patient: {p.value!r} is not a reference to a Patient on this server "
+                          "(Patient/id)", p.at)
+        ids.append(pair[1])
+    return tuple(sorted(set(ids)))
+
+
+def _associated(values: list[Param], principal: Principal, lenient: bool, notes: list[str]) -> tuple[str, ...]:
+    """The supported ``includeAssociatedData`` values asked for. A value that is none of the
+    specification's nor a custom ``_`` one is a 400; one this server does not support is a 400
+    too, or ignored and noted under lenient handling; RelevantProvenanceResources needs the
+    scopes to export Provenance (403)."""
+    out: list[str] = []
+    for p in values:
+        for raw in p.value.split(","):
+            v = raw.strip()
+            if not v:
+                continue
+            if v not in ASSOCIATED_DATA and not v.startswith("_"):
+                raise Invalid(f"includeAssociatedData: {v!r} is none of {', '.join(ASSOCIATED_DATA)} "
+                              "nor a custom value starting with _", p.at)
+            if v not in SUPPORTED_ASSOCIATED_DATA:
+                problem = (f"includeAssociatedData: {v} is not supported; this server supports "
+                           f"{', '.join(SUPPORTED_ASSOCIATED_DATA)}")
+                if not lenient:
+                    raise Invalid(f"{problem}. Send Prefer: handling=lenient to have it ignored", p.at)
+                notes.append(f"{problem}: ignored")
+                continue
+            if v not in out:
+                out.append(v)
+    if out and not may_export(principal, "Provenance"):
+        raise Forbidden("includeAssociatedData: the client's scopes do not allow exporting Provenance "
+                        "(system/Provenance.rs is needed)")
+    return tuple(out)
+
+
+def _elements(values: list[Param], held: set[str], lenient: bool,
+              notes: list[str]) -> tuple[tuple[str | None, str], ...]:
+    """The ``_elements`` entries, each ``(type, element)`` or ``(None, element)``, checked
+    against the types the export holds (``held``): a 400 naming a bad one, or, under lenient
+    handling, ignored and noted."""
+    out: list[tuple[str | None, str]] = []
+    for p in values:
+        for raw in p.value.split(","):
+            entry = raw.strip()
+            if not entry:
+                continue
+            parts = entry.split(".")
+            res_type: str | None = parts[0] if len(parts) == 2 else None
+            name = parts[-1]
+            if len(parts) > 2 or not name or (res_type is not None and not res_type[:1].isupper()):
+                problem = f"{entry!r} is not [Type.]element (root elements only)"
+            elif res_type is not None and res_type not in model.resource_types():
+                problem = f"{entry}: {res_type} is not a FHIR R4 resource type"
+            elif res_type is not None and res_type not in held:
+                problem = f"{entry}: this export holds no {res_type}"
+            elif res_type is not None and element_keys(res_type, name) is None:
+                problem = f"{entry}: {res_type} has no element {name}"
+            elif res_type is None and not any(element_keys(t, name) is not None for t in held):
+                problem = f"{entry}: none of the types this export holds has an element {name}"
+            else:
+                if (res_type, name) not in out:
+                    out.append((res_type, name))
+                continue
+            if not lenient:
+                raise Invalid(f"_elements: {problem}", p.at)
+            notes.append(f"_elements: {problem}: ignored")
+    return tuple(out)
 
 
 def _check_type(principal: Principal, t: str, candidates: frozenset[str], name: str, at: str) -> None:

@@ -28,6 +28,17 @@ the export may hold resources changed up to that much after ``transactionTime`` 
 ``_since`` export returns them again; none is ever missed). Reading ``pg_stat_activity``
 needs the server's sessions to share its database role, as they do.
 
+**Parameters that narrow or add** (H055, ``request.py``). ``patient`` makes any export walk the
+listed patients one by one, as a Group's members are walked (for a Group, the listed current
+members), and a resource is written only if every Patient compartment it is in is a listed
+patient's: nothing of anyone else. ``includeAssociatedData=RelevantProvenanceResources``: each
+page's Provenance whose ``target`` is one of the page's (non-Provenance) resources, found as
+``_revinclude=Provenance:target`` is, through the guarded searcher (so each passes the guard
+like any resource), written once each (the rids of the Provenance written are held for that),
+whatever ``_since`` and ``_typeFilter`` say; with ``patient``, held to the same compartment
+rule. ``_elements``: each resource is cut down as a search's ``_elements`` cuts it
+(:mod:`carerecord.fhir.subset`) and marked SUBSETTED, after the guard has passed it.
+
 **Audit before availability.** The files are listed (made available) only by the manifest,
 written after the audit records of every exported patient (BALP: an export, action ``E``) are
 committed; a failed audit fails the job and its files are removed.
@@ -56,8 +67,15 @@ from carerecord.errors import FhirError
 from carerecord.fhir.references import local_reference, split_relative
 from carerecord.fhir.search_params import SearchParamRegistry
 from carerecord.fhir.search_query import Query, parse
+from carerecord.fhir.subset import keep_elements, mark_subsetted
 from carerecord.services.export.jobs import FAILED, RUNNING, Job, State
-from carerecord.services.export.request import GROUP, PATIENT, ExportRequest, filter_query
+from carerecord.services.export.request import (
+    GROUP,
+    PATIENT,
+    RELEVANT_PROVENANCE,
+    ExportRequest,
+    filter_query,
+)
 from carerecord.store import codesystems, paging
 from carerecord.store import schema as s
 from carerecord.store.records import iso_instant, now_us
@@ -210,12 +228,13 @@ class _Scoped(GuardedSearcher):
 def conditions(req: ExportRequest, cursor: str | None) -> list[ColumnElement[bool]]:
     """The export's own conditions on ``resources`` for the page after ``cursor``: changed
     after ``_since``, in a Patient compartment for a Patient export, of the types asked for in
-    a Group export (whose pages are driven by a member's compartment: its type and time tests
-    are written so that no index can serve them, ``res_type || ''`` and ``last_updated + 0``,
-    lest a planner without statistics walk every resource of a type instead)."""
+    a Group export or one with ``patient`` (whose pages are driven by a patient's compartment:
+    its type and time tests are written so that no index can serve them, ``res_type || ''``
+    and ``last_updated + 0``, lest a planner without statistics walk every resource of a type
+    instead)."""
     r = s.resources
     conds: list[ColumnElement[bool]] = []
-    if req.level == GROUP:
+    if req.by_member:
         conds.append(r.c.res_type.concat("").in_(req.types))
         if req.since_us is not None:
             conds.append(r.c.last_updated + 0 > req.since_us)
@@ -276,6 +295,8 @@ class Runner:
         self.base, self.audit, self.page_size, self.client_address = base, audit, page_size, client_address
         self.files = Files(job, max_file_bytes)
         self.patients: set[str] = set()  # ids of the patients whose data is exported: one audit record each
+        # includeAssociatedData=RelevantProvenanceResources: the rids of the Provenance written (each once)
+        self.provenance: set[int] | None = set() if RELEVANT_PROVENANCE in req.associated else None
         self.written = 0
         self._progress_at = 0.0
 
@@ -288,9 +309,11 @@ class Runner:
                 raise JobFailed("Bulk export is for system clients only")
             with snapshot(self.repo.engine) as (conn, at):
                 members = self._members(conn) if self.req.level == GROUP else []
+                # the opt-out count is the level's (the Group's members, or everyone), never the
+                # patient list's: it says nothing of whether a listed patient exists or opted out
                 excluded = self._excluded(conn, members)
-                if self.req.level == GROUP:
-                    self._group(conn, members)
+                if self.req.by_member:
+                    self._group(conn, self._chosen(members))
                 else:
                     for n, t in enumerate(self.req.types, 1):
                         self._type(conn, t, f"{t} ({n} of {len(self.req.types)} types)")
@@ -332,37 +355,64 @@ class Runner:
             raise Cancelled
 
     # -- pages -----------------------------------------------------------------------------------
-    def _page(self, conn: Connection, q: Query) -> tuple[list[Hit], dict[int, list[str]], str | None]:
+    def _page(self, conn: Connection, q: Query) -> tuple[list[Hit], list[Hit], dict[int, list[str]], str | None]:
+        """One page: its resources, the Provenance associated with them (if asked for), their
+        Patient compartments by rid, and the next page's cursor."""
         types = q.res_types or self.req.types
         filters = filter_queries(self.req, types, self.repo.registry, self.base) if self.req.filters else None
-        result = page_searcher(self.searcher, self.who, self.req, q.cursor, filters).run(conn, q, self.page_size)
-        return result.matches, _compartments(conn, result.matches), result.next_cursor
+        searcher = page_searcher(self.searcher, self.who, self.req, q.cursor, filters)
+        result = searcher.run(conn, q, self.page_size)
+        associated: list[Hit] = []
+        if self.provenance is not None:
+            targets = [h for h in result.matches if h.res_type != "Provenance"]  # of non-Provenance ones
+            if targets:
+                of_targets = Query((), revinclude=[("Provenance", "target", None, False)])  # _revinclude=Provenance:target
+                associated = searcher.includes(conn, of_targets, targets)
+        hits = result.matches
+        return hits, associated, _compartments(conn, [*hits, *associated]), result.next_cursor
 
     def _type(self, conn: Connection, res_type: str, label: str) -> None:
         q = type_query(res_type, self.repo.registry, self.base)
         self._state(f"exporting {label}; {self.written} resources written so far")
         while True:
             self._check()
-            hits, comps, q.cursor = self._page(conn, q)
-            for h in hits:
+            hits, associated, comps, q.cursor = self._page(conn, q)
+            for h in [*hits, *associated]:
                 self._write(h, comps.get(h.rid, ()))
             self._state(f"exporting {label}; {self.written} resources written so far", force=False)
             if q.cursor is None:
                 break
         self.files.close(res_type)
 
+    def _chosen(self, members: list[str]) -> list[str]:
+        """The patients whose compartments are walked: the Group's members, the ``patient``
+        list, or the listed members of the Group."""
+        if self.req.patients is None:
+            return members
+        if self.req.level == GROUP:
+            return sorted(set(members) & set(self.req.patients))
+        return list(self.req.patients)
+
     def _group(self, conn: Connection, members: list[str]) -> None:
         wanted = set(members)
+        only = self.req.patients is not None  # patient: nothing of a patient not asked for
+        label = f"Group/{self.req.group}" if self.req.level == GROUP else "Patient"
         for n, member in enumerate(members, 1):
             q = member_query(member, self.repo.registry, self.base)
             while True:
                 self._check()
-                hits, comps, q.cursor = self._page(conn, q)
+                hits, associated, comps, q.cursor = self._page(conn, q)
                 for h in hits:
                     patients = comps.get(h.rid, ())
+                    if only and not wanted.issuperset(patients):
+                        continue
                     if min((p for p in patients if p in wanted), default=member) == member:
                         self._write(h, patients)  # once, under the first member whose compartment holds it
-                self._state(f"exporting Group/{self.req.group}: member {n} of {len(members)}; "
+                for h in associated:  # each once (_write), wherever it was found
+                    patients = comps.get(h.rid, ())
+                    if not only or wanted.issuperset(patients):
+                        self._write(h, patients)
+                self._state(f"exporting {label}: patient {n} of {len(members)}; "
                             f"{self.written} resources written so far", force=False)
                 if q.cursor is None:
                     break
@@ -389,7 +439,15 @@ class Runner:
         return sorted(out)
 
     def _write(self, h: Hit, patients: Any) -> None:
-        line = h.content if b"\n" not in h.content else orjson.dumps(orjson.loads(h.content))
+        if self.provenance is not None and h.res_type == "Provenance":
+            if h.rid in self.provenance:
+                return  # already written: of the type, or associated with another resource
+            self.provenance.add(h.rid)
+        keep = self.req.elements_of(h.res_type)
+        if keep is not None:  # _elements: as a search's, marked SUBSETTED
+            line = orjson.dumps(mark_subsetted(keep_elements(orjson.loads(h.content), keep)))
+        else:
+            line = h.content if b"\n" not in h.content else orjson.dumps(orjson.loads(h.content))
         self.files.write(h.res_type, line + b"\n")
         self.patients.update(patients)
         self.written += 1

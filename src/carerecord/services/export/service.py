@@ -93,6 +93,9 @@ class Exports:
                      "purpose": principal.purpose.value, "level": req.level, "group": req.group,
                      "types": list(req.types), "since_us": req.since_us, "media": req.media,
                      "type_filters": [f"{f.res_type}?{f.criteria}" for f in req.filters],
+                     "elements": [f"{t}.{e}" if t else e for t, e in req.elements],
+                     "patients": list(req.patients) if req.patients is not None else None,
+                     "include_associated_data": list(req.associated),
                      "request": f"{self.base}{req.path_and_query}", "created_us": now_us()})
         job.set_state(State(QUEUED, "queued"))
         runner = Runner(job, principal, req, self.repo, self.searcher, self.base, audit=self.audit,
