@@ -6,11 +6,12 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
-from carerecord.errors import Invalid, PreconditionFailed
+from carerecord.errors import Invalid, PreconditionFailed, Unprocessable
+from carerecord.fhir import subsetted
 from carerecord.store import schema
 from carerecord.store.interactions import Interactions
 from carerecord.store.repository import Repository
-from carerecord.store.transaction import TransactionProcessor
+from carerecord.store.transaction import TransactionProcessor, stage
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 
@@ -121,3 +122,25 @@ def test_batch_entries_succeed_or_fail_on_their_own(ix: Interactions, repo: Repo
     assert statuses[0] == "201 Created" and statuses[1].startswith("400")
     assert out["entry"][1]["response"]["outcome"]["resourceType"] == "OperationOutcome"
     assert count(repo) == 1
+
+
+def test_a_subsetted_copy_is_refused_even_when_a_caller_says_it_validated(ix: Interactions, repo: Repository) -> None:
+    """Hazard H054: the rule is in the one step every write takes (``prepare``), so a route that
+    validated the body itself (the API does, outside the lock) or staged it ahead (``load``
+    staged templates) cannot skip it; nothing is written."""
+    tag = {"system": subsetted.SYSTEM, "code": subsetted.CODE}
+    copy = {**patient(), "meta": {"tag": [tag]}}
+    with pytest.raises(Unprocessable) as err, repo.unit() as unit:
+        unit.create(dict(copy), validated=True)
+    assert err.value.issues[0].expression == ("Patient.meta.tag[0]",)
+    with pytest.raises(Unprocessable), repo.unit() as unit:
+        ix.update(unit, "Patient", "p1", {**copy, "id": "p1"}, validated=True)
+    # a template staged by a worker process before the rule existed is still refused
+    kind, entries = stage(tx({"resource": patient(), "request": {"method": "POST", "url": "Patient"}}),
+                          repo.registry, templates=True)
+    assert entries[0].template is not None
+    entries[0].template = entries[0].template.replace(b'"meta":{', b'"meta":{"tag":[' + orjson.dumps(tag) + b'],', 1)
+    with pytest.raises(Unprocessable) as err:
+        TransactionProcessor(ix).process_staged(kind, entries)
+    assert err.value.issues[0].expression == ("Bundle.entry[0].resource.meta.tag[0]",)
+    assert count(repo) == 0

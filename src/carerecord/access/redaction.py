@@ -21,7 +21,9 @@ compartment is redacted for everyone else (:func:`redact`):
   organisations.
 
 The resource is marked SUBSETTED (http://hl7.org/fhir/R4/v3/ObservationValue/cs.html) so no one
-takes it for the whole record. Free-text notes (Annotation, CodeableConcept text) are kept: they
+takes it for the whole record, and so that no write takes it back: a redacted copy PUT back (by
+a clinician who broke the glass) would replace the patient's address, GP and the rest with
+nothing, so every write path refuses it with 422 (:mod:`carerecord.fhir.subsetted`, H054). Free-text notes (Annotation, CodeableConcept text) are kept: they
 are clinical content an emergency needs, and the record's authors are asked not to write
 addresses into them (docs/clinical-safety/hazard-log.md).
 
@@ -34,10 +36,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from carerecord.access.policy import OBSERVATION_VALUE, RESTRICTED_PATIENT, labels
+from carerecord.access.policy import RESTRICTED_PATIENT, labels
+from carerecord.fhir import subsetted
 from carerecord.fhir.search_params import SearchParam
 
-SUBSETTED = {"system": OBSERVATION_VALUE, "code": "SUBSETTED", "display": "subsetted"}
+# Never written back: every write refuses a resource carrying it (fhir/subsetted.py, H054).
+SUBSETTED = {"system": subsetted.SYSTEM, "code": subsetted.CODE, "display": "subsetted"}
 DATA_ABSENT = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 MASKED_REFERENCE = {"extension": [{"url": DATA_ABSENT, "valueCode": "masked"}]}
 # Types whose resources say where a person is or who cares for them.

@@ -2,7 +2,8 @@
 
 Runs the same validation as a write, without writing, and always answers 200 with an
 OperationOutcome listing every issue (or one information issue saying all is well); a body
-that cannot be parsed at all is still a 400."""
+that cannot be parsed at all is still a 400. A SUBSETTED copy is reported as a write would
+refuse it (:mod:`carerecord.fhir.subsetted`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from starlette.responses import Response
 
 from carerecord.api.http import fhir_response, read_body, response_format
 from carerecord.errors import Invalid, Issue
+from carerecord.fhir import subsetted
 from carerecord.fhir.outcome import outcome
 from carerecord.fhir.validation import validate
 from carerecord.store.interactions import check_type
@@ -28,7 +30,7 @@ async def validate_operation(request: Request) -> Response:
         if not params or not isinstance(params[0].get("resource"), dict):
             raise Invalid("$validate Parameters need a 'resource' parameter", "Parameters.parameter")
         body = params[0]["resource"]
-    issues = validate(body)
+    issues = [*subsetted.issues(body), *validate(body)]
     if body.get("resourceType") != t:
         issues.insert(0, Issue("error", "invalid", f"Resource is a {body.get('resourceType')}, "
                                f"not a {t}", ("resourceType",)))

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from carerecord.errors import Invalid, Issue, Unprocessable
-from carerecord.fhir import profiles
+from carerecord.fhir import profiles, subsetted
 from carerecord.fhir.indexing import IndexRows, extract, patient_compartments
 from carerecord.fhir.search_params import SearchParamRegistry
 from carerecord.fhir.text import content_words, narrative_words
@@ -48,7 +48,8 @@ def template(resource: dict[str, Any], res_id: str) -> bytes | None:
     """The resource serialised as the store will hold it, but with placeholders for
     meta.versionId and meta.lastUpdated, so the writer need not parse or serialise it (see
     ``transaction.stage``). None if a placeholder would be ambiguous (the content itself holds
-    one) or the resource is a SearchParameter (the writer needs it as an object)."""
+    one) or the resource is a SearchParameter (the writer needs it as an object). The caller
+    has run :func:`check` on it (``stage`` does)."""
     if resource.get("resourceType") == "SearchParameter":
         return None
     out = orjson.dumps(stamp_marks(resource, res_id))
@@ -70,7 +71,11 @@ def stamp_marks(resource: dict[str, Any], res_id: str) -> dict[str, Any]:
 def prepare_template(res_type: str, res_id: str, content: bytes, version: int, last_updated: int,
                      indexed: tuple[IndexRows, list[str]]) -> Prepared:
     """:func:`prepare` for a resource staged as a :func:`template` (already validated and
-    indexed, narrative words included): fill in the placeholders."""
+    indexed, narrative words included): fill in the placeholders. A SUBSETTED copy is refused
+    here too (staging's :func:`check` refused it already; the marker's bytes are looked for
+    first so that nothing is parsed on the load path)."""
+    if subsetted.MARK in content:
+        subsetted.refuse(orjson.loads(content))
     final = (content.replace(_VERSION_BYTES, b'"%d"' % version, 1)
              .replace(_UPDATED_BYTES, orjson.dumps(iso_instant(last_updated)), 1))
     return Prepared(res_type, res_id, version, last_updated, None, final, indexed[0], indexed[1])
@@ -82,7 +87,11 @@ def check(resource: dict[str, Any]) -> None:
     Structural faults (unknown elements, wrong JSON types: the resource is not well-formed
     FHIR) are 400 Invalid; a well-formed resource breaking a rule (cardinality, binding,
     profile, NHS number) is 422 Unprocessable, as http://hl7.org/fhir/R4/http.html#2.21.0.3
-    distinguishes them."""
+    distinguishes them.
+
+    A SUBSETTED copy (a redacted or summary read, :mod:`carerecord.fhir.subsetted`) is 422
+    before anything else: written back it would replace the full resource (hazard H054)."""
+    subsetted.refuse(resource)
     issues = [i for i in validate(resource) if i.severity in ("error", "fatal")]
     if issues:
         if any(i.code == "structure" for i in issues):
@@ -120,13 +129,17 @@ def prepare(resource: dict[str, Any], res_id: str, version: int, last_updated: i
             indexed: tuple[IndexRows, list[str]] | None = None) -> Prepared:
     """Validate (unless already done), stamp, serialise and index one resource. ``indexed``:
     index rows and compartments already extracted from this content (see
-    ``transaction.stage``); stamping changes nothing they depend on."""
+    ``transaction.stage``); stamping changes nothing they depend on. A SUBSETTED copy is
+    refused even when ``validated``: this is the one step every write of a resource object
+    takes, so no route can skip the rule (hazard H054)."""
     if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
         raise Invalid("A resource must be a JSON object with a resourceType",
                       issues=[Issue("error", "structure", "A resource must be a JSON object with a "
                                     "resourceType", ("resourceType",))])
     if not validated:
         check(resource)
+    else:
+        subsetted.refuse(resource)
     final = stamp(resource, res_id, version, last_updated)
     rows, compartments = indexed if indexed is not None else (
         extract(final, registry), patient_compartments(final))
