@@ -127,3 +127,32 @@ def test_parallel_load_rejects_a_bad_bundle_alone_and_says_where(engine: Engine,
     assert live_counts(engine) == Counter({"Patient": 2, "Observation": 2})
     with engine.connect() as c:  # the _content words staged in the workers were written too
         assert c.execute(select(func.count()).select_from(schema.idx_content)).scalar_one() == 4
+
+
+def test_load_rejects_subsetted_copies_and_reports_each(engine: Engine, database_url: str, tmp_path: Path) -> None:
+    """Hazard H054: a redacted or summary copy (tagged SUBSETTED) in a load file is rejected and
+    reported, wherever it is: a loose resource, a transaction (rolled back whole), a batch entry
+    (alone; the batch's other entries load). Staged in workers (--jobs 2) and in process."""
+    subsetted = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
+    good = {"resourceType": "Patient", "id": "full", "name": [{"family": "Full"}]}
+    copy = {"resourceType": "Patient", "id": "copy", "meta": {"tag": [subsetted]}}
+
+    def bundle(kind: str, *resources: dict[str, object]) -> bytes:
+        return orjson.dumps({"resourceType": "Bundle", "type": kind, "entry": [
+            {"resource": r, "request": {"method": "PUT", "url": f"Patient/{r['id']}"}} for r in resources]})
+
+    (tmp_path / "loose.ndjson").write_bytes(orjson.dumps(good) + b"\n" + orjson.dumps(copy) + b"\n")
+    (tmp_path / "tx.json").write_bytes(bundle("transaction", {**good, "id": "tx"}, {**copy, "id": "tx-copy"}))
+    (tmp_path / "batch.json").write_bytes(bundle("batch", {**good, "id": "batch"}, {**copy, "id": "batch-copy"}))
+    for jobs in ("0", "2"):
+        wipe(engine)
+        done = cli(database_url, "load", str(tmp_path), "--jobs", jobs)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "Rejected 3:" in done.stderr, done.stderr
+        assert "loose.ndjson:2: Patient.meta.tag[0]: a subsetted (redacted or summary) copy" in done.stderr
+        assert "tx.json: Bundle.entry[1].resource.meta.tag[0]" in done.stderr
+        assert "batch.json: Bundle.entry[1].resource.meta.tag[0]" in done.stderr
+        assert "Loaded 2 resources" in done.stdout, done.stdout
+        with engine.connect() as c:
+            ids = set(c.execute(select(schema.resources.c.res_id)).scalars())
+        assert ids == {"full", "batch"}

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from carerecord.errors import FhirError
+from carerecord.errors import FhirError, Issue
 from carerecord.fhir.indexing import IndexRows
 from carerecord.fhir.search_params import SearchParamRegistry
 from carerecord.store.engine import analyze
@@ -177,11 +177,11 @@ def unpack(kind: str, doc: bytes, staged: list[tuple[Any, ...]]) -> list[Entry]:
     return entries
 
 
-def describe(err: FhirError, loose_type: str | None = None) -> str:
+def describe(err: FhirError | list[Issue], loose_type: str | None = None) -> str:
     """The issues of a rejection as 'where: what' sentences. For a loose resource (wrapped in a
     one-entry Bundle by the loader) the wrapper is taken out of the locations."""
     out = []
-    for issue in err.issues[:5]:
+    for issue in (err if isinstance(err, list) else err.issues)[:5]:
         text = issue.diagnostics
         where = issue.expression[0] if issue.expression else ""
         if loose_type:
@@ -313,17 +313,31 @@ class Loader:
         except FhirError as err:
             report.rejected.append((where, describe(err)))
             return
+        self._count(where, entries, report)
+
+    @staticmethod
+    def _count(where: str, entries: list[Entry], report: LoadReport) -> None:
+        """Count the resources a processed Bundle wrote; a batch entry that failed alone (a
+        transaction's failure is the whole Bundle's) is reported as rejected, with why."""
         for e in entries:
-            if e.method in ("POST", "PUT") and isinstance(e.resource, dict):
+            if e.result is not None and e.result.status >= 400:
+                report.rejected.append((where, describe(e.result.issues)))
+            elif e.method in ("POST", "PUT") and isinstance(e.resource, dict):
                 report.loaded[e.resource.get("resourceType", "?")] += 1
 
     def load_bundle(self, where: str, doc: dict[str, Any], report: LoadReport) -> None:
-        try:
-            if doc.get("type") == "transaction":
-                self._run(doc)
-            else:
+        if doc.get("type") != "transaction":  # a batch, or what staging could not read
+            try:
                 self._end()
-                self.processor.process(doc, return_resources=False)
+                kind, entries = stage(doc, self.ix.repo.registry, self.ix.base)
+                self.processor.process_staged(kind, entries, return_resources=False)
+            except FhirError as err:
+                report.rejected.append((where, describe(err)))
+                return
+            self._count(where, entries, report)
+            return
+        try:
+            self._run(doc)
         except FhirError as err:
             report.rejected.append((where, describe(err)))
             return
