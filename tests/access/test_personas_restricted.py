@@ -10,9 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+from sqlalchemy import Engine
 
-from tests.access.personas import CONF, PARAMEDIC, entries, new_id, observation, pid, put, refs
+from carerecord.access.audit_store import AuditStore
+from tests.access.personas import CONF, GP, PARAMEDIC, entries, new_id, observation, pid, put, refs
 
 P = pid(6)
 HOUSEHOLD_PHONE, OWN_PHONE = "07700 900456", "07700 900123"
@@ -168,3 +171,38 @@ def test_a_bundle_get_is_redacted(demo: httpx.Client, glass: dict[str, str], hid
         {"request": {"method": "GET", "url": f"RelatedPerson/{hidden['household']}"}},
         {"request": {"method": "GET", "url": f"Encounter?patient={P}&_include=Encounter:location"}}]}
     assert_redacted(demo.post("", json=batch, headers=glass), hidden)
+
+
+def test_a_redacted_copy_put_back_after_break_glass_is_refused_and_the_record_keeps_everything(
+        demo: httpx.Client, glass: dict[str, str], hidden: dict[str, Any], as_: Any, engine: Engine) -> None:
+    """Hazard H054. The paramedic who broke the glass reads the home visit and the Patient
+    (redacted, tagged SUBSETTED) and writes them back (a status corrected, a note added). Taken,
+    the copy would replace the record: the visit's home location, the practice that made it and
+    its narrative, the patient's address, phone and GP, gone for their own care too. Refused with
+    422 at the tag, audited as a failed write, and the patient's GP still reads it all."""
+    gp = as_(GP)
+    visit_path, patient_path = f"/Encounter/{hidden['visit']}", f"/Patient/{P}"
+    before = {path: demo.get(path, headers=gp).json() for path in (visit_path, patient_path)}
+    audit = AuditStore(engine)
+    start = audit.position()
+    for path, change in ((visit_path, {"status": "finished"}), (patient_path, {"active": False})):
+        copy = demo.get(path, headers=glass).json()
+        tags = copy["meta"]["tag"]
+        assert tags[-1]["code"] == "SUBSETTED" and "address" not in copy
+        r = demo.put(path, json={**copy, **change}, headers=glass)
+        assert r.status_code == 422, r.text
+        issue = r.json()["issue"][0]
+        assert issue["code"] == "business-rule"
+        assert issue["expression"] == [f"{copy['resourceType']}.meta.tag[{len(tags) - 1}]"]
+        assert "a subsetted (redacted or summary) copy cannot be written back" in issue["diagnostics"]
+    for path, full in before.items():
+        assert demo.get(path, headers=gp).json() == full  # the same version: nothing lost
+    visit, patient = before[visit_path], before[patient_path]
+    assert visit["location"][0]["location"]["reference"] == hidden["home"]
+    assert visit["serviceProvider"]["reference"] == hidden["gp"] and hidden["line"] in visit["text"]["div"]
+    assert patient["address"][0]["line"][0] == hidden["line"] and OWN_PHONE in str(patient["telecom"])
+    assert patient["generalPractitioner"][0]["reference"] == hidden["gp"]
+    puts = [(e.patient, orjson.loads(e.content)) for e in audit.since(start)]
+    puts = [(who, r) for who, r in puts if r.get("m") == "PUT"]
+    assert {(r["p"], r["s"], r["o"]) for _, r in puts} == {(visit_path, 422, "error"), (patient_path, 422, "error")}
+    assert P in {who for who, _ in puts}  # the refused write of their record is in the patient's log
