@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from carerecord.errors import Invalid, PreconditionFailed, Unprocessable
 from carerecord.fhir import subsetted
 from carerecord.store import schema
+from carerecord.store.integrity import check_integrity
 from carerecord.store.interactions import Interactions
 from carerecord.store.repository import Repository
 from carerecord.store.transaction import TransactionProcessor, stage
@@ -144,3 +145,17 @@ def test_a_subsetted_copy_is_refused_even_when_a_caller_says_it_validated(ix: In
         TransactionProcessor(ix).process_staged(kind, entries)
     assert err.value.issues[0].expression == ("Bundle.entry[0].resource.meta.tag[0]",)
     assert count(repo) == 0
+
+
+def test_check_reports_a_subsetted_copy_written_back_before_the_refusal(repo: Repository) -> None:
+    """Hazard H054: a copy stored before writes refused it is found by ``carerecord check``."""
+    stored = repo.create(patient())
+    assert check_integrity(repo.engine)[0] == []
+    doc = orjson.loads(stored.content or b"")
+    doc["meta"]["tag"] = [{"system": subsetted.SYSTEM, "code": subsetted.CODE}]
+    v = schema.resource_versions
+    with repo.engine.begin() as c:  # as an older version of the server wrote it
+        c.execute(v.update().where(v.c.res_type == "Patient", v.c.version == 1).values(content=orjson.dumps(doc)))
+    problems = check_integrity(repo.engine)[0]
+    assert problems == [f"Patient/{stored.res_id} version 1 is a SUBSETTED (redacted or summary) copy written back: "
+                        "what it left out is in its earlier versions (hazard H054)"]

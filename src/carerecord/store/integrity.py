@@ -5,7 +5,9 @@
   meta.versionId match the row;
 * deleted resources have no index or compartment rows; no index row points at a missing
   resource, nor at a contained resource (negative rid) that is no longer listed in ``contained``,
-  whose rows belong to live containers.
+  whose rows belong to live containers;
+* no live resource's current version is a SUBSETTED copy (a redacted or ``_summary`` read
+  written back before writes refused it, hazard H054: what it left out is in earlier versions).
 Each problem is reported as a sentence; the check never changes anything.
 """
 
@@ -16,6 +18,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, and_, func, select
 
+from carerecord.fhir import subsetted
 from carerecord.store import schema as s
 
 _R, _V = s.resources, s.resource_versions
@@ -82,4 +85,7 @@ def _content_problems(t: str, i: str, v: int, content: bytes | None) -> list[str
         out.append(f"{t}/{i} version {v} holds {doc.get('resourceType')}/{doc.get('id')}")
     if (doc.get("meta") or {}).get("versionId") != str(v):
         out.append(f"{t}/{i} version {v} says meta.versionId {(doc.get('meta') or {}).get('versionId')}")
+    if subsetted.MARK in content and subsetted.locations(doc):
+        out.append(f"{t}/{i} version {v} is a SUBSETTED (redacted or summary) copy written back: "
+                   "what it left out is in its earlier versions (hazard H054)")
     return out
