@@ -2,8 +2,8 @@
 
 They live in their own MetaData, apart from the FHIR store's ``store.schema.metadata``: they
 hold secrets (password and client secret hashes, signing keys), are never reached by FHIR
-search or export, and a wipe of the record (as the tests do between cases) must not drop the
-server's keys. Secrets are stored as argon2 hashes (passwords, client secrets) or SHA-256
+search or export, and a wipe of the record's tables must not drop the server's keys (the
+test suite's wipe, which empties these too, puts the session server's key back). Secrets are stored as argon2 hashes (passwords, client secrets) or SHA-256
 (authorisation codes and refresh tokens, which are long random values), never in clear,
 except the private signing keys, which the server must be able to use.
 """
