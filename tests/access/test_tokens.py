@@ -97,9 +97,12 @@ def test_mint_system_token_gives_tools_a_working_token(client: httpx.Client, liv
 def test_a_token_seen_before_is_still_refused_once_it_expires(live_server: str, engine: object) -> None:
     """Verified tokens are kept per process to skip the signature check; expiry is not skipped."""
     tokens = _tokens(engine, live_server)
-    token, _ = tokens.mint("c", "system/*.rs", Grantee("system", "c"), 1 - LEEWAY)  # valid for ~1 s
+    # exp is in whole seconds from the second of minting, so this is valid for 1 to 2 s: at least
+    # a second for the two checks below (a token valid "for ~1 s" expired at once when minted
+    # late in a second on a busy machine), and surely expired after 2.2 s
+    token, _ = tokens.mint("c", "system/*.rs", Grantee("system", "c"), 2 - LEEWAY)
     assert tokens.principal(token).subject == "c"
     assert tokens.principal(token).subject == "c"  # from the verified-token cache
-    time.sleep(1.2)
+    time.sleep(2.2)
     with pytest.raises(TokenError, match="expired"):
         tokens.principal(token)
