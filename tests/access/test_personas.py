@@ -279,7 +279,7 @@ def test_a_restricted_patients_address_never_leaks_through_include_bundles_or_na
     for r in paths:
         assert r.status_code == 200, r.text
         assert address not in r.text
-        assert "SUBSETTED" in r.text
+        assert "REDACTED" in r.text
     assert address in demo.get(f"/Patient/{pid(6)}", headers=as_(GP)).text  # their own GP sees it
 
 

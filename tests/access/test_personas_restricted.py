@@ -84,7 +84,7 @@ def test_the_household_relatedperson_shows_no_address_or_phone(demo: httpx.Clien
              demo.get("/Patient", params={"_id": P, "_revinclude": "RelatedPerson:patient"}, headers=glass)]
     for r in paths:
         assert_redacted(r, hidden)
-        assert hidden["household"] in r.text and "SUBSETTED" in r.text
+        assert hidden["household"] in r.text and "REDACTED" in r.text
     assert HOUSEHOLD_PHONE in demo.get(f"/RelatedPerson/{hidden['household']}").text  # the system client sees it
 
 
@@ -176,7 +176,7 @@ def test_a_bundle_get_is_redacted(demo: httpx.Client, glass: dict[str, str], hid
 def test_a_redacted_copy_put_back_after_break_glass_is_refused_and_the_record_keeps_everything(
         demo: httpx.Client, glass: dict[str, str], hidden: dict[str, Any], as_: Any, engine: Engine) -> None:
     """Hazard H054. The paramedic who broke the glass reads the home visit and the Patient
-    (redacted, tagged SUBSETTED) and writes them back (a status corrected, a note added). Taken,
+    (redacted, labelled REDACTED) and writes them back (a status corrected, a note added). Taken,
     the copy would replace the record: the visit's home location, the practice that made it and
     its narrative, the patient's address, phone and GP, gone for their own care too. Refused with
     422 at the tag, audited as a failed write, and the patient's GP still reads it all."""
@@ -187,13 +187,13 @@ def test_a_redacted_copy_put_back_after_break_glass_is_refused_and_the_record_ke
     start = audit.position()
     for path, change in ((visit_path, {"status": "finished"}), (patient_path, {"active": False})):
         copy = demo.get(path, headers=glass).json()
-        tags = copy["meta"]["tag"]
-        assert tags[-1]["code"] == "SUBSETTED" and "address" not in copy
+        labels = copy["meta"]["security"]
+        assert labels[-1]["code"] == "REDACTED" and "address" not in copy
         r = demo.put(path, json={**copy, **change}, headers=glass)
         assert r.status_code == 422, r.text
         issue = r.json()["issue"][0]
         assert issue["code"] == "business-rule"
-        assert issue["expression"] == [f"{copy['resourceType']}.meta.tag[{len(tags) - 1}]"]
+        assert issue["expression"] == [f"{copy['resourceType']}.meta.security[{len(labels) - 1}]"]
         assert "a subsetted (redacted or summary) copy cannot be written back" in issue["diagnostics"]
     for path, full in before.items():
         assert demo.get(path, headers=gp).json() == full  # the same version: nothing lost

@@ -19,7 +19,8 @@ import pytest
 from sqlalchemy import Engine
 
 from carerecord.access.audit_store import AuditStore
-from carerecord.fhir.subset import SUBSETTED, keep_elements, mark_subsetted
+from carerecord.fhir.subset import keep_elements, mark_subsetted
+from carerecord.fhir.subsetted import SYSTEM as OBSERVATION_VALUE
 from tests.api import test_export
 from tests.api.conftest import outcome
 from tests.api.test_export import (
@@ -43,7 +44,7 @@ world = test_export.world
 
 LENIENT = {"Prefer": "respond-async, handling=lenient"}
 RELEVANT = "RelevantProvenanceResources"
-SUBSETTED_CODE = (SUBSETTED["system"], "SUBSETTED")
+SUBSETTED_CODE = (OBSERVATION_VALUE, "SUBSETTED")
 
 
 def _provenance(pid: str, *targets: str) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """Every SUBSETTED copy the server makes is one a write refuses (hazard H054): the guard's
 redaction of a restricted patient (access/redaction.py) and ``_summary``/``_elements`` in a
-search or a bulk export (fhir/subset.py) mark the copy with the very tag fhir/subsetted.py
+search or a bulk export (fhir/subset.py) mark the copy with the very marks fhir/subsetted.py
 refuses, so the two cannot drift apart."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from carerecord.access.redaction import redact
@@ -17,12 +18,20 @@ PATIENT = {"resourceType": "Patient", "id": "p", "meta": {"tag": [{"system": "ur
 
 
 def test_the_copies_the_server_makes_are_refused() -> None:
-    for copy in (redact(PATIENT), mark_subsetted(keep_elements(PATIENT, ["name"])), mark_subsetted(redact(PATIENT))):
-        assert subsetted.locations(copy) == ["Patient.meta.tag[1]"]
+    """A requested subset is tagged SUBSETTED; the guard's redaction carries the security label
+    REDACTED (the code system: SUBSETTED is "not suitable ... when information is removed for
+    security reasons"); both are refused, each at its own place, and marked once."""
+    for copy, where in ((redact(PATIENT), ["Patient.meta.security[0]"]),
+                        (mark_subsetted(keep_elements(PATIENT, ["name"])), ["Patient.meta.tag[1]"]),
+                        (mark_subsetted(redact(redact(PATIENT))), ["Patient.meta.tag[1]", "Patient.meta.security[0]"]),
+                        (mark_subsetted(mark_subsetted(dict(PATIENT))), ["Patient.meta.tag[1]"])):
+        assert subsetted.locations(copy) == where
         with pytest.raises(Unprocessable) as err:
             subsetted.refuse(copy)
         assert err.value.issues[0].code == "business-rule" and err.value.status == 422
-    assert subsetted.locations(PATIENT) == []
+        assert subsetted.marked(orjson.dumps(copy))
+    assert redact(PATIENT)["meta"]["security"] == [{"system": subsetted.SYSTEM, "code": "REDACTED", "display": "redacted"}]
+    assert subsetted.locations(PATIENT) == [] and not subsetted.marked(orjson.dumps(PATIENT))
 
 
 def test_only_the_resource_and_its_contained_resources_count() -> None:

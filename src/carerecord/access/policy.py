@@ -38,7 +38,6 @@ from carerecord.fhir import model
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 LOCAL_SENSITIVITY = "https://carerecord.org/fhir/CodeSystem/sensitivity"
-OBSERVATION_VALUE = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
 
 SENSITIVE: frozenset[tuple[str, str]] = frozenset(
     {(ACT_CODE, c) for c in ("SEX", "STD", "HIV", "SDV", "MH", "PSY", "PSYTHPN", "BH", "ETH", "SUD",

@@ -20,8 +20,9 @@ compartment is redacted for everyone else (:func:`redact`):
 - of a Patient also ``generalPractitioner``, ``managingOrganization`` and the contacts'
   organisations.
 
-The resource is marked SUBSETTED (http://hl7.org/fhir/R4/v3/ObservationValue/cs.html) so no one
-takes it for the whole record, and so that no write takes it back: a redacted copy PUT back (by
+The resource carries the security label REDACTED (v3-ObservationValue: "filtered ... to remove
+any portion ... not authorized to be accessed"; SUBSETTED is for a requested subset and the code
+system says not for security) so no one takes it for the whole record, and so that no write takes it back: a redacted copy PUT back (by
 a clinician who broke the glass) would replace the patient's address, GP and the rest with
 nothing, so every write path refuses it with 422 (:mod:`carerecord.fhir.subsetted`, H054). Free-text notes (Annotation, CodeableConcept text) are kept: they
 are clinical content an emergency needs, and the record's authors are asked not to write
@@ -40,8 +41,6 @@ from carerecord.access.policy import RESTRICTED_PATIENT, labels
 from carerecord.fhir import subsetted
 from carerecord.fhir.search_params import SearchParam
 
-# Never written back: every write refuses a resource carrying it (fhir/subsetted.py, H054).
-SUBSETTED = {"system": subsetted.SYSTEM, "code": subsetted.CODE, "display": "subsetted"}
 DATA_ABSENT = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 MASKED_REFERENCE = {"extension": [{"url": DATA_ABSENT, "valueCode": "masked"}]}
 # Types whose resources say where a person is or who cares for them.
@@ -80,10 +79,7 @@ def redact(resource: dict[str, Any], keep: frozenset[str] = frozenset()) -> dict
         if isinstance(out.get("contact"), list):
             out["contact"] = [{k: v for k, v in c.items() if k != "organization"}
                               for c in out["contact"] if isinstance(c, dict)]
-    meta = dict(out.get("meta") or {})
-    meta["tag"] = [*(meta.get("tag") or []), SUBSETTED]
-    out["meta"] = meta
-    return out
+    return subsetted.mark(out, redacted=True)  # never written back (fhir/subsetted.py, H054)
 
 
 def _scrub(node: Any, keep: frozenset[str]) -> Any:

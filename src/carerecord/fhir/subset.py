@@ -18,10 +18,8 @@ from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
-from carerecord.fhir import model
+from carerecord.fhir import model, subsetted
 
-OBSERVATION_VALUE = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
-SUBSETTED = {"system": OBSERVATION_VALUE, "code": "SUBSETTED", "display": "Resource encoded in summary mode"}
 ALWAYS = frozenset({"resourceType", "id", "meta"})
 
 
@@ -70,13 +68,5 @@ def keep_elements(doc: dict[str, Any], names: Iterable[str]) -> dict[str, Any]:
 
 
 def mark_subsetted(doc: dict[str, Any]) -> dict[str, Any]:
-    """``doc`` with the SUBSETTED tag in ``meta.tag`` (once: a resource already marked, e.g.
-    redacted by the guard, is not marked twice)."""
-    meta = dict(doc.get("meta") or {})
-    tags = list(meta.get("tag") or [])
-    if not any(isinstance(t, dict) and t.get("system") == OBSERVATION_VALUE and t.get("code") == "SUBSETTED"
-               for t in tags):
-        tags.append(SUBSETTED)
-    meta["tag"] = tags
-    doc["meta"] = meta
-    return doc
+    """``doc`` with the SUBSETTED tag in ``meta.tag``, once (:func:`subsetted.mark`)."""
+    return subsetted.mark(doc)

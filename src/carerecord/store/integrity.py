@@ -85,7 +85,7 @@ def _content_problems(t: str, i: str, v: int, content: bytes | None) -> list[str
         out.append(f"{t}/{i} version {v} holds {doc.get('resourceType')}/{doc.get('id')}")
     if (doc.get("meta") or {}).get("versionId") != str(v):
         out.append(f"{t}/{i} version {v} says meta.versionId {(doc.get('meta') or {}).get('versionId')}")
-    if subsetted.MARK in content and subsetted.locations(doc):
+    if subsetted.marked(content) and subsetted.locations(doc):
         out.append(f"{t}/{i} version {v} is a SUBSETTED (redacted or summary) copy written back: "
                    "what it left out is in its earlier versions (hazard H054)")
     return out

@@ -74,7 +74,7 @@ def prepare_template(res_type: str, res_id: str, content: bytes, version: int, l
     indexed, narrative words included): fill in the placeholders. A SUBSETTED copy is refused
     here too (staging's :func:`check` refused it already; the marker's bytes are looked for
     first so that nothing is parsed on the load path)."""
-    if subsetted.MARK in content:
+    if subsetted.marked(content):
         subsetted.refuse(orjson.loads(content))
     final = (content.replace(_VERSION_BYTES, b'"%d"' % version, 1)
              .replace(_UPDATED_BYTES, orjson.dumps(iso_instant(last_updated)), 1))
