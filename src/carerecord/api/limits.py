@@ -86,9 +86,10 @@ class SharedBuckets:
     when they were counted (``time.monotonic``, one clock for every process of the machine). A
     client's slot is found by probing from its digest; a new client takes an empty slot, or one
     whose bucket has refilled to the brim (the same as no bucket), or else the fullest one (its
-    client, starting again with a full bucket, gains least; a throttled client keeps its slot). Each take holds an exclusive ``lockf`` on the file (for the other processes)
-    and a thread lock (``lockf`` does not exclude threads of one process): two system calls and
-    a few microseconds. Hand-written because no library shares a rate limit between processes
+    client, starting again with a full bucket, gains least; a throttled client keeps its slot).
+    Each take holds an exclusive ``lockf`` on the file (for the other processes) and a thread
+    lock (``lockf`` does not exclude threads of one process): two system calls and a few
+    microseconds. The map lives as long as the worker. Hand-written because no library shares a rate limit between processes
     without a server (Redis) to hold it."""
 
     SLOTS = 4096
@@ -140,10 +141,6 @@ class SharedBuckets:
                 fullest = (held, offset)
         assert fullest is not None  # every probed slot busy: the client nearest a full bucket
         return fullest[1], float(self.burst), now  # loses least by starting again full
-
-    def close(self) -> None:
-        self._map.close()
-        os.close(self._fd)
 
 
 def check_bundle_size(bundle: dict[str, Any], limit: int) -> None:

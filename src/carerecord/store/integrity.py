@@ -6,7 +6,7 @@
 * deleted resources have no index or compartment rows; no index row points at a missing
   resource, nor at a contained resource (negative rid) that is no longer listed in ``contained``,
   whose rows belong to live containers;
-* no live resource's current version is a SUBSETTED copy (a redacted or ``_summary`` read
+* no live resource's current version is a SUBSETTED or REDACTED copy (a ``_summary`` or redacted read
   written back before writes refused it, hazard H054: what it left out is in earlier versions).
 Each problem is reported as a sentence; the check never changes anything.
 """
@@ -86,6 +86,6 @@ def _content_problems(t: str, i: str, v: int, content: bytes | None) -> list[str
     if (doc.get("meta") or {}).get("versionId") != str(v):
         out.append(f"{t}/{i} version {v} says meta.versionId {(doc.get('meta') or {}).get('versionId')}")
     if subsetted.marked(content) and subsetted.locations(doc):
-        out.append(f"{t}/{i} version {v} is a SUBSETTED (redacted or summary) copy written back: "
+        out.append(f"{t}/{i} version {v} is a SUBSETTED or REDACTED (summary or redacted) copy written back: "
                    "what it left out is in its earlier versions (hazard H054)")
     return out
