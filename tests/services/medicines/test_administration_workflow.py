@@ -109,6 +109,22 @@ def test_the_chart_shows_each_active_order_with_its_due_times_and_what_was_recor
     assert not by_order[bd].verified
 
 
+def test_an_order_written_after_the_last_round_is_on_that_days_chart(community: Repository) -> None:
+    """Started at 21:00, twice a day (08:00, 20:00): no dose is left that day, but the ward's
+    chart still shows the order (verified or not), and the next day's shows its 08:00 dose; a
+    course that ended the day before is not on the chart."""
+    late = _active(community, inpatient_order("Paracetamol 500mg tablets", timing={
+        "frequency": 2, "period": 1, "periodUnit": "d", "boundsPeriod": {"start": "2026-11-23T21:00:00Z"}}))
+    ended = _active(community, inpatient_order("Paracetamol 500mg tablets", timing={
+        "frequency": 2, "period": 1, "periodUnit": "d",
+        "boundsPeriod": {"start": "2026-11-20T08:00:00Z", "end": "2026-11-22T21:00:00Z"}}))
+    tonight = datetime(2026, 11, 23, 21, 30, tzinfo=UTC)
+    today = {line.order["id"]: line for line in step(community, lambda r: administration.chart(r, "p1", DAY, tonight))}
+    assert late in today and today[late].slots == [] and ended not in today
+    tomorrow = step(community, lambda r: administration.chart(r, "p1", DAY + timedelta(days=1), tonight))
+    assert [s.due.strftime("%H:%M") for line in tomorrow if line.order["id"] == late for s in line.slots][:1] == ["08:00"]
+
+
 def test_a_dose_not_recorded_after_its_window_shows_as_overdue(community: Repository) -> None:
     order = _active(community, inpatient_order("Paracetamol 500mg tablets"))
     lines = step(community, lambda r: administration.chart(r, "p1", DAY, EIGHT + timedelta(hours=3)))

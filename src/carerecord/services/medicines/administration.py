@@ -130,8 +130,10 @@ def _due_times(order: Mapping[str, Any], day: date, zone: tzinfo) -> tuple[bool,
 
 
 def chart(records: Records, patient_id: str, day: date, now: datetime, zone: tzinfo = WARD_TIME) -> list[ChartLine]:
-    """The administration chart of ``day`` (ward time): one line per active order, with its
-    due times and what was recorded for each, and the as-needed doses given that day."""
+    """The administration chart of ``day`` (ward time): one line per active order due that day,
+    or started that day (an order written after the evening round is on the chart, its first
+    dose tomorrow), with its due times and what was recorded for each, and the as-needed doses
+    given that day."""
     subject = quote(f"Patient/{patient_id}", safe="/")
     since, until = _day_range(day, zone)
     given = _records_of(records, patient_id, since, until)
@@ -151,7 +153,9 @@ def chart(records: Records, patient_id: str, day: date, now: datetime, zone: tzi
                 line.slots.append(ChartSlot(due, state))
         line.as_needed_given = [f"MedicationAdministration/{a['id']}" for a in mine
                                 if not _scheduled(a) and a.get("status") == "completed"]
-        if line.slots or prn:
+        start = start_of(order, zone)
+        started_that_day = start is not None and start.astimezone(zone).date() == day
+        if line.slots or prn or started_that_day:  # one written after the last round has no dose left
             lines.append(line)
     return lines
 
