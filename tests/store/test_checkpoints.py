@@ -80,3 +80,88 @@ def test_a_file_whose_engine_is_gone_is_forgotten(tmp_path: Path, monkeypatch: p
     gc.collect()
     quiet.checkpoint_all()
     assert quiet._files == {}
+
+
+def test_a_long_wal_is_checkpointed_with_writers_held_off_so_it_starts_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PASSIVE checkpoint under steady writes never finds the WAL fully copied (the next
+    commit has always added frames), so the WAL never starts again and grows without end (989
+    MB in 20 s of creates, 2026-11-23). Past ``restart_frames`` the checkpointer takes the
+    file's writer lock, so no write of ours runs while it copies the rest; the next commit then
+    writes the WAL from its beginning."""
+    import threading
+
+    from carerecord.store.writer_lock import writer_lock
+
+    quiet = Checkpointer(thread=False, restart_frames=500)
+    monkeypatch.setattr(engines, "CHECKPOINTER", quiet)
+    path = tmp_path / "r.db"
+    engine = make_engine(f"sqlite:///{path}")
+    _write(engine, 2000)  # about 1,000 pages of WAL
+    lock = writer_lock(engine)
+    assert lock is not None
+    holding, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def writer() -> None:  # a write in progress when the checkpoint comes
+        with lock.held():
+            holding.set()
+            release.wait(10)
+
+    def checkpoint() -> None:
+        quiet.checkpoint_all()
+        done.set()
+
+    w = threading.Thread(target=writer)
+    w.start()
+    holding.wait(10)
+    c = threading.Thread(target=checkpoint)
+    c.start()
+    try:
+        assert not done.wait(0.3)  # it waits for the writer to finish
+    finally:
+        release.set()
+        w.join(10)
+    assert done.wait(10)
+    c.join(10)
+    assert quiet.restarts == 1
+    with engine.begin() as conn:  # the next write starts the WAL again: a few frames, not 1,000 more
+        conn.execute(text("INSERT INTO t VALUES (1, 'x')"))
+    check = sqlite3.connect(path)
+    try:
+        _busy, frames, _copied = check.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    finally:
+        check.close()
+    assert 0 < frames < 20
+    engine.dispose()
+
+
+def test_a_short_wal_is_checkpointed_without_waiting_for_writers(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from carerecord.store.writer_lock import writer_lock
+
+    quiet = Checkpointer(thread=False, restart_frames=10_000)
+    monkeypatch.setattr(engines, "CHECKPOINTER", quiet)
+    path = tmp_path / "s.db"
+    engine = make_engine(f"sqlite:///{path}")
+    _write(engine, 200)
+    lock = writer_lock(engine)
+    assert lock is not None
+    holding, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with lock.held():
+            holding.set()
+            release.wait(10)
+
+    w = threading.Thread(target=writer)
+    w.start()
+    try:
+        holding.wait(10)
+        assert quiet.checkpoint_all() > 0  # while the writer holds the lock
+        assert quiet.restarts == 0
+    finally:
+        release.set()
+        w.join(10)
+    engine.dispose()

@@ -74,6 +74,11 @@ def writer_lock(engine: Engine) -> WriterLock | None:
     database = sqlite_file(engine)
     if database is None:
         return None
+    return lock_for_file(database)
+
+
+def lock_for_file(database: str) -> WriterLock:
+    """The writer lock of the SQLite file at the absolute path ``database``."""
     path = database + ".writer-lock"
     key = (os.getpid(), path)
     with _GUARD:
