@@ -39,6 +39,17 @@ def tag(pkey: int) -> str:
             return "k" + "".join(reversed(out))
 
 
+PENDING = "carerecord.unit"  # Connection.info key: the Unit whose FTS5 rows wait for its commit
+
+
+def settle(conn: Any) -> None:
+    """Write the FTS5 rows a unit on ``conn`` holds back (repository.Unit.flush_text), so that a
+    ``_content`` search inside that unit finds what the unit wrote. Nothing to do outside one."""
+    unit = conn.info.get(PENDING)
+    if unit is not None:
+        unit.flush_text()
+
+
 def document(pkey: int, words: Iterable[str]) -> str:
     """The ``idx_content.words`` text of a resource whose ``_content`` key is ``pkey``."""
     t = tag(pkey)

@@ -20,7 +20,7 @@ from carerecord.errors import Conflict, Gone, Invalid, NotFound, PreconditionFai
 from carerecord.fhir.indexing import IndexRows
 from carerecord.fhir.search_params import SearchParamRegistry
 from carerecord.store import schema as s
-from carerecord.store.content import document
+from carerecord.store.content import PENDING, document
 from carerecord.store.engine import point_rows
 from carerecord.store.prepare import Prepared, check, prepare
 from carerecord.store.records import Stored, now_us
@@ -87,12 +87,17 @@ class Unit:
         # SQLAlchemy's transaction): constant statements with bound parameters, without the
         # per-statement work SQLAlchemy does (measured at half the CPU of a single create).
         self.cur: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        # SQLite: the FTS5 rows of what this unit wrote, held back until its commit (the first
+        # ``_text_done`` of them written already; see flush_text).
+        self._text: list[tuple[int, str]] = []
+        self._text_done = 0
 
     @contextmanager
     def savepoint(self) -> Iterator[Unit]:
         """A nested transaction: if the block fails, only its writes are undone (and the
         unit forgets the references it verified or resources it wrote inside it)."""
         known = set(self.known)
+        text, text_done = len(self._text), self._text_done
         self._savepoints += 1
         name = f"sp{self._savepoints}"
         self.cur.execute(f"SAVEPOINT {name}")
@@ -102,6 +107,10 @@ class Unit:
             self.known = known
             self.cur.execute(f"ROLLBACK TO SAVEPOINT {name}")
             self.cur.execute(f"RELEASE SAVEPOINT {name}")
+            # The block's own rows go; rows written before it but flushed inside it were
+            # rolled back out of the FTS5 table with it, so they wait again.
+            del self._text[text:]
+            self._text_done = min(self._text_done, text_done)
             raise
         self.cur.execute(f"RELEASE SAVEPOINT {name}")
 
@@ -328,13 +337,33 @@ class Unit:
         # one, and contained resources' (negative) rids come between their containers'.
         content.sort()
         self._insert("idx_content", ("rid", "words"), content)
-        if not self.repo.is_postgres:  # its FTS5 index (migration 0009), written here: a
-            self._insert("idx_content_fts", ("rowid", "words"), content)  # trigger cost 5x
+        if not self.repo.is_postgres:  # its FTS5 index (migration 0009), written by the store:
+            self._text += content  # a trigger cost 5x; at the commit: see flush_text
         self._insert("compartments", ("rid", "patient_id"), comp)
         self._insert("contained", ("rid", "container", "res_type", "res_id"), inner)
 
+    def flush_text(self) -> None:
+        """Write the FTS5 rows held back (SQLite), in rowid order.
+
+        Why they wait: FTS5 writes the terms it holds in memory to a new segment of its index
+        at every SAVEPOINT, and a write batch runs each request's job under a savepoint of its
+        own (api/writes.py). Written with each job, every create made a one-row segment that
+        FTS5 then had to merge: 90 us a create in batches of 7-8 Patients, a fifth of the
+        database work (2026-11-23). Held back, a batch makes one segment, at the commit.
+
+        Whatever must see them first writes them first: a ``_content`` search inside the unit
+        (content.settle) and the removal of a row written earlier in the unit. A savepoint
+        rolled back forgets its own rows and holds again those it wrote for earlier blocks."""
+        rows = self._text[self._text_done:]
+        if rows:
+            rows.sort()
+            self._insert("idx_content_fts", ("rowid", "words"), rows)
+            self._text_done = len(self._text)
+
     def _drop_indexes(self, rids: list[int]) -> None:
         """Remove the index rows of resources ``rids`` and of the resources they contain."""
+        if len(self._text) > self._text_done:  # the delete trigger must find them in FTS5
+            self.flush_text()
         for start in range(0, len(rids), 500):
             chunk = rids[start:start + 500]
             marks = ", ".join([self.mark] * len(chunk))
@@ -387,9 +416,13 @@ class Repository:
             conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
                 unit = Unit(self, conn)
+                if not self.is_postgres:
+                    conn.info[PENDING] = unit
                 try:
                     yield unit
+                    unit.flush_text()
                 finally:
+                    conn.info.pop(PENDING, None)
                     unit.cur.close()
 
     @contextmanager

@@ -48,7 +48,7 @@ from carerecord.fhir.search_query import ANY, TEXT_SEARCHES, Clause, Query, Valu
 from carerecord.fhir.text import search_words
 from carerecord.store import codesystems, direct, paging
 from carerecord.store import schema as s
-from carerecord.store.content import ContentMatch
+from carerecord.store.content import ContentMatch, settle
 from carerecord.store.records import now_us
 
 _R, _V = s.resources, s.resource_versions
@@ -712,6 +712,7 @@ class Searcher:
     def count(self, conn: Connection, q: Query) -> int:
         """How many resources match (see :meth:`count_query`)."""
         codesystems.resolve(conn, q)
+        settle(conn)
         return int(conn.execute(self.count_query(q)).scalar_one())
 
     def count_query(self, q: Query) -> Select[Any]:
@@ -769,6 +770,7 @@ class Searcher:
         """One page of matches (keyset paging, see ``store.paging``), the total when asked
         for, and the included resources of the page."""
         codesystems.resolve(conn, q)  # :below/:above closures, from stored CodeSystems too
+        settle(conn)  # inside a write unit: what it wrote is in the _content index
         if q.contained != "false":
             from carerecord.store.contained import run_contained
 
