@@ -111,3 +111,26 @@ def test_concurrent_creates_over_http_are_each_answered_on_their_own(live_server
     assert statuses[7] in (400, 422) and statuses[13] == 400
     assert statuses.count(201) == 18
     assert client.get("Patient", params={"_total": "accurate"}).json()["total"] == 18
+
+
+def test_requests_a_turn_behind_join_the_batch(repo: Repository) -> None:
+    """Handlers of requests that arrived together reach the queue on different turns of the
+    loop (one got through the middleware without waiting, the others waited once): they still
+    share one batch, because the batch is taken a turn after the first job came."""
+    ix = Interactions(repo)
+    queue = WriteQueue(repo)
+
+    def job(n: int):  # type: ignore[no-untyped-def]
+        return lambda unit: ix.create(unit, {"resourceType": "Patient", "name": [{"family": f"T{n}"}]}, "Patient")
+
+    async def arrive(n: int, turns: int) -> object:
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        return await queue.run(job(n), small=True)
+
+    async def main() -> list[object]:
+        return await asyncio.gather(arrive(0, 0), *(arrive(n, 1) for n in range(1, 8)))
+
+    results = asyncio.run(main())
+    assert [getattr(r, "status", None) for r in results] == [201] * 8
+    assert queue.batches == 1
