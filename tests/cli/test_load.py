@@ -15,6 +15,7 @@ import orjson
 from sqlalchemy import Engine, func, select
 
 from carerecord.store import schema
+from carerecord.store.repository import Repository
 from tests.conftest import shared_data, wipe
 
 SCALE = os.environ.get("CARERECORD_SLOW_SCALE", "full")
@@ -156,3 +157,29 @@ def test_load_rejects_subsetted_copies_and_reports_each(engine: Engine, database
         with engine.connect() as c:
             ids = set(c.execute(select(schema.resources.c.res_id)).scalars())
         assert ids == {"full", "batch"}
+
+
+def test_the_loader_keeps_what_the_process_holds_out_of_the_collectors_sight(repo: Repository) -> None:
+    """For the load the process's long-lived objects are frozen (full collections walked them
+    again and again and found nothing), and thawed after it; a process that froze its own
+    before (a server) keeps them frozen."""
+    import gc
+
+    from carerecord.cli.load import Loader, LoadReport
+    from carerecord.store.interactions import Interactions
+
+    loader = Loader(Interactions(repo, "http://example.org/fhir"))
+    gc.unfreeze()
+    with loader:
+        assert gc.get_freeze_count() > 0
+        loader.load_items([("resource", "x", {"resourceType": "Patient", "name": [{"family": "Frost"}]})],
+                          LoadReport())
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with loader:
+            pass
+        assert gc.get_freeze_count() > frozen * 0.9  # still frozen (less what died meanwhile)
+    finally:
+        gc.unfreeze()
