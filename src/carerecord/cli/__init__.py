@@ -67,6 +67,8 @@ def serve(host: str | None, port: int | None, workers: int | None, database: str
 def _serve(settings: Settings) -> None:
     import uvicorn
 
+    from carerecord.cli import workers
+
     _open(settings)
     _export(settings)
     click.echo(f"carerecord serving {settings.fhir_base()} (database {_safe(settings.database_url())})")
@@ -75,10 +77,15 @@ def _serve(settings: Settings) -> None:
     fd, rate_file = tempfile.mkstemp(prefix=f"carerecord-rate-{os.getpid()}-", dir=shm if shm.is_dir() else None)
     os.close(fd)
     os.environ["CARERECORD_RATE_FILE"] = rate_file
+    options: dict[str, Any] = {"factory": True, "host": settings.host, "port": settings.port,
+                               "workers": settings.workers, "log_level": "warning", "access_log": False}
     try:
-        uvicorn.run("carerecord.api.app:app_from_env", factory=True, host=settings.host,
-                    port=settings.port, workers=settings.workers, log_level="warning",
-                    access_log=False)
+        if settings.workers > 1 and workers.balanced():  # a listening socket per worker
+            status = workers.serve(uvicorn.Config("carerecord.api.app:app_from_env", **options))
+            if status:
+                sys.exit(status)
+        else:
+            uvicorn.run("carerecord.api.app:app_from_env", **options)
     finally:
         os.unlink(rate_file)
 
