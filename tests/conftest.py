@@ -113,6 +113,15 @@ def wipe(engine: Engine) -> None:
         else:
             for n in names:  # the record file's audit_log is the empty one of migration 0005
                 conn.execute(text(f"DELETE FROM {n}"))  # noqa: S608 - names from our own schema
+            # The planner's statistics go too: a module that loaded one Patient and ANALYZEd
+            # (a Loader does when its block ends) left SQLite believing every table held a
+            # row or two, and the next module's query plans were scans.
+            stats = [r[0] for r in conn.execute(text(
+                "SELECT name FROM sqlite_master WHERE name IN ('sqlite_stat1', 'sqlite_stat4')"))]
+            for n in stats:
+                conn.execute(text(f"DELETE FROM {n}"))  # noqa: S608 - one of the two names above
+            if stats:  # every connection's planner reads them again (the schema cookie moves)
+                conn.execute(text("ANALYZE sqlite_schema"))
         if rows := server_keys(engine):
             conn.execute(insert(access_tables.signing_keys), rows)
     if sqlite_file(engine) is not None:  # the SQLite trail's shards, files of their own
