@@ -165,3 +165,45 @@ def test_a_short_wal_is_checkpointed_without_waiting_for_writers(tmp_path: Path,
         release.set()
         w.join(10)
     engine.dispose()
+
+
+def test_planner_statistics_are_refreshed_as_the_record_grows(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Statistics taken when a table held one row stay until something analyses again; the
+    checkpointer does (every ``analyze_every`` seconds), so the planner learns the table grew."""
+    quiet = Checkpointer(thread=False)
+    monkeypatch.setattr(engines, "CHECKPOINTER", quiet)
+    path = tmp_path / "a.db"
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.begin() as c:
+        c.execute(text("CREATE TABLE t (n INTEGER, pad TEXT)"))
+        c.execute(text("CREATE INDEX t_n ON t (n)"))
+        c.execute(text("INSERT INTO t VALUES (1, 'x')"))
+        c.execute(text("ANALYZE"))
+    _write(engine, 3000)  # (inserts into the same table)
+    quiet.checkpoint_all()  # opens the checkpointer's own connection to the file
+    assert quiet.analyze_all() == 1
+    with engine.connect() as c:
+        stat = c.execute(text("SELECT stat FROM sqlite_stat1 WHERE idx = 't_n'")).scalar_one()
+    assert int(stat.split()[0]) > 1000
+    engine.dispose()
+
+
+def test_the_background_thread_analyses_on_its_schedule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    live = Checkpointer(interval=0.05, analyze_every=0.2)
+    monkeypatch.setattr(engines, "CHECKPOINTER", live)
+    path = tmp_path / "l.db"
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.begin() as c:
+        c.execute(text("CREATE TABLE t (n INTEGER, pad TEXT)"))
+        c.execute(text("CREATE INDEX t_n ON t (n)"))
+    _write(engine, 500)
+    deadline = time.monotonic() + 10
+    stat = None
+    while stat is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        with engine.connect() as c:
+            if c.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")).scalar():
+                stat = c.execute(text("SELECT stat FROM sqlite_stat1 WHERE idx = 't_n'")).scalar()
+    assert stat is not None and int(stat.split()[0]) >= 400
+    engine.dispose()
