@@ -143,10 +143,15 @@ class AuditWriter:
 
     async def _append_on_loop(self, rows: list[NewEvent]) -> bool:
         """Append on the event loop as soon as no other process holds the SQLite file, trying
-        again every 0.2 ms for up to about 5 ms (another worker's append holds it for a tenth
-        of that); False if it stayed taken. Waiting for the lock in a thread instead meant that
-        thread then waited for the GIL, which the busy loop hands over only every 5 ms: with
-        two workers p99 was 17 ms (benchmarks.audit, session 3)."""
+        again up to 25 times, a turn of the loop apart; False if it stayed taken. (The sleep
+        asks for 0.2 ms, but libuv's timers count whole milliseconds, so under uvloop each try
+        comes one turn later, about 4 us when nothing else is ready: another worker's append,
+        which holds the file for about half a millisecond, is waited out by other requests'
+        work in between. With two workers reading, 0.1% of appends went on to a thread, and
+        1 ms sleeps instead measured the same: 4,670-5,814 against 4,690-5,914 reads/s,
+        2026-11-24.) Waiting for the lock in a thread instead meant that thread then waited
+        for the GIL, which the busy loop hands over only every 5 ms: with two workers p99 was
+        17 ms (benchmarks.audit, session 3)."""
         for _ in range(25):
             if self.store.try_append(rows):
                 return True
