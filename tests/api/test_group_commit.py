@@ -134,3 +134,118 @@ def test_requests_a_turn_behind_join_the_batch(repo: Repository) -> None:
     results = asyncio.run(main())
     assert [getattr(r, "status", None) for r in results] == [201] * 8
     assert queue.batches == 1
+
+
+def _family_count(repo: Repository, family: str) -> int:
+    from carerecord.fhir.search_query import parse
+    from carerecord.store.search import Searcher
+
+    with repo.reading() as conn:
+        q = parse(("Patient",), [("family:exact", family)], repo.registry)
+        return len(Searcher(repo.registry).run(conn, q, 50).matches)
+
+
+def test_a_batch_of_small_jobs_is_tried_all_together_without_savepoints(repo: Repository) -> None:
+    ix = Interactions(repo)
+    queue = WriteQueue(repo)
+    savepoints: list[int] = []
+
+    def job(n: int):  # type: ignore[no-untyped-def]
+        def run(unit):  # type: ignore[no-untyped-def]
+            savepoints.append(unit._savepoints)  # none opened for this batch
+            return ix.create(unit, {"resourceType": "Patient", "name": [{"family": f"A{n}"}]}, "Patient")
+        return run
+
+    async def main() -> list[object]:
+        return await asyncio.gather(*(queue.run(job(n), small=True) for n in range(6)))
+
+    results = asyncio.run(main())
+    assert [getattr(r, "status", None) for r in results] == [201] * 6
+    assert queue.batches == 1 and queue.retried == 0
+    assert savepoints == [0] * 6
+    assert all(_family_count(repo, f"A{n}") == 1 for n in range(6))
+
+
+def test_a_failed_all_together_try_leaves_nothing_and_each_job_runs_again_on_its_own(repo: Repository) -> None:
+    """One small job fails: the all-or-none unit is rolled back, then the batch runs job by
+    job under savepoints. Every other job is written exactly once (not once per try), the
+    failing one not at all, each request gets its own answer, and the next batches skip the
+    all-or-none try for a while."""
+    ix = Interactions(repo)
+    queue = WriteQueue(repo)
+    tries: list[str] = []
+
+    def good(n: int):  # type: ignore[no-untyped-def]
+        def run(unit):  # type: ignore[no-untyped-def]
+            tries.append(f"G{n}")
+            return ix.create(unit, {"resourceType": "Patient", "name": [{"family": f"G{n}"}]}, "Patient")
+        return run
+
+    def bad(unit):  # type: ignore[no-untyped-def]
+        tries.append("bad")
+        ix.create(unit, {"resourceType": "Patient", "name": [{"family": "Bad"}]}, "Patient")
+        raise Invalid("refused after writing")
+
+    def stale(unit):  # type: ignore[no-untyped-def]
+        # A real failure inside the store: an update against a version that is not current.
+        return ix.update(unit, "Patient", "nobody-here", {"resourceType": "Patient", "id": "nobody-here"},
+                         if_match=3)
+
+    async def batch(jobs: list[object]) -> list[object]:
+        return await asyncio.gather(*(queue.run(j, small=True) for j in jobs),  # type: ignore[arg-type]
+                                    return_exceptions=True)
+
+    results = asyncio.run(batch([good(1), bad, good(2), good(3)]))
+    assert isinstance(results[1], Invalid)
+    assert [getattr(r, "status", None) for i, r in enumerate(results) if i != 1] == [201] * 3
+    assert queue.retried == 1
+    assert tries == ["G1", "bad", "G1", "bad", "G2", "G3"]  # the try stopped at "bad"; then each on its own
+    assert [_family_count(repo, f) for f in ("G1", "G2", "G3", "Bad")] == [1, 1, 1, 0]
+
+    from carerecord.errors import PreconditionFailed
+
+    tries.clear()
+    results = asyncio.run(batch([good(4), stale, good(5)]))
+    assert isinstance(results[1], PreconditionFailed)
+    assert queue.retried == 1  # in doubt after the last failure: job by job at once, no second try
+    assert tries == ["G4", "G5"]
+    assert [_family_count(repo, f) for f in ("G4", "G5")] == [1, 1]
+
+
+def test_a_failing_commit_of_the_all_together_try_is_tried_again_job_by_job(repo: Repository,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure the jobs did not raise (here the commit of the first try) is treated like a
+    job's: everything runs again under savepoints, and succeeds if the cause has passed."""
+    ix = Interactions(repo)
+    queue = WriteQueue(repo)
+    from carerecord.store import repository as repository_module
+
+    real = repository_module.Repository.unit
+    calls: list[int] = []
+
+    def flaky(self):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        cm = real(self)
+        if len(calls) > 1:
+            return cm
+        from contextlib import contextmanager
+
+        @contextmanager
+        def failing():  # type: ignore[no-untyped-def]
+            with cm as unit:
+                yield unit
+                raise OSError("disk went away at commit")
+        return failing()
+
+    monkeypatch.setattr(repository_module.Repository, "unit", flaky)
+
+    def job(n: int):  # type: ignore[no-untyped-def]
+        return lambda unit: ix.create(unit, {"resourceType": "Patient", "name": [{"family": f"C{n}"}]}, "Patient")
+
+    async def main() -> list[object]:
+        return await asyncio.gather(*(queue.run(job(n), small=True) for n in range(3)))
+
+    results = asyncio.run(main())
+    assert [getattr(r, "status", None) for r in results] == [201] * 3
+    assert queue.retried == 1 and len(calls) == 2
+    assert [_family_count(repo, f"C{n}") for n in range(3)] == [1, 1, 1]
