@@ -8,6 +8,7 @@ person, so the tests do not depend on each other's writes."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ from sqlalchemy import Engine
 from carerecord.demo import DEMO_TODAY, generate, person_resources, transaction
 from carerecord.demo.medicines import HOSPITAL_NUMBER
 from carerecord.services.medicines.tasks import TASK_CODES
+from carerecord.services.medicines.timing import WARD_TIME
 from tests.api.conftest import outcome, search
 from tests.conftest import wipe
 from tests.services.medicines.test_prescription_eps import essentials
@@ -113,7 +115,11 @@ def test_a_ward_order_is_signed_verified_charted_and_given(demo: httpx.Client) -
     [task] = [t for t in queue if t["focus"]["reference"] == f"MedicationRequest/{order}"]
     assert op(demo, f"/Task/{task['id']}/$verify", PHARMACIST)["status"] == "verified"
 
-    chart = demo.get(f"/Patient/{pid(INPATIENT)}/$administration-chart", params={"date": DEMO_TODAY.isoformat()})
+    # The chart of the day the order started (the server stamps authoredOn with the real time;
+    # the demo's own orders are charted on DEMO_TODAY and go on every day after it).
+    authored = demo.get(f"/MedicationRequest/{order}").json()["authoredOn"]
+    day = datetime.fromisoformat(authored.replace("Z", "+00:00")).astimezone(WARD_TIME).date()
+    chart = demo.get(f"/Patient/{pid(INPATIENT)}/$administration-chart", params={"date": day.isoformat()})
     assert chart.status_code == 200, chart.text
     lines = [{q["name"]: q for q in p["part"]} for p in chart.json()["parameter"] if p["name"] == "line"]
     mine = [line for line in lines if line["order"]["valueReference"]["reference"] == f"MedicationRequest/{order}"]
