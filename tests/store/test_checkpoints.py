@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from carerecord.store import engine as engines
 from carerecord.store.engine import Checkpointer, make_engine
@@ -167,17 +167,23 @@ def test_a_short_wal_is_checkpointed_without_waiting_for_writers(tmp_path: Path,
     engine.dispose()
 
 
+def _indexed_table(path: Path) -> Engine:
+    """A new SQLite file with the table ``t`` and an index on ``t.n``."""
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.begin() as c:
+        c.execute(text("CREATE TABLE t (n INTEGER, pad TEXT)"))
+        c.execute(text("CREATE INDEX t_n ON t (n)"))
+    return engine
+
+
 def test_planner_statistics_are_refreshed_as_the_record_grows(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Statistics taken when a table held one row stay until something analyses again; the
     checkpointer does (every ``analyze_every`` seconds), so the planner learns the table grew."""
     quiet = Checkpointer(thread=False)
     monkeypatch.setattr(engines, "CHECKPOINTER", quiet)
-    path = tmp_path / "a.db"
-    engine = make_engine(f"sqlite:///{path}")
+    engine = _indexed_table(tmp_path / "a.db")
     with engine.begin() as c:
-        c.execute(text("CREATE TABLE t (n INTEGER, pad TEXT)"))
-        c.execute(text("CREATE INDEX t_n ON t (n)"))
         c.execute(text("INSERT INTO t VALUES (1, 'x')"))
         c.execute(text("ANALYZE"))
     _write(engine, 3000)  # (inserts into the same table)
@@ -192,11 +198,7 @@ def test_planner_statistics_are_refreshed_as_the_record_grows(tmp_path: Path,
 def test_the_background_thread_analyses_on_its_schedule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     live = Checkpointer(interval=0.05, analyze_every=0.2)
     monkeypatch.setattr(engines, "CHECKPOINTER", live)
-    path = tmp_path / "l.db"
-    engine = make_engine(f"sqlite:///{path}")
-    with engine.begin() as c:
-        c.execute(text("CREATE TABLE t (n INTEGER, pad TEXT)"))
-        c.execute(text("CREATE INDEX t_n ON t (n)"))
+    engine = _indexed_table(tmp_path / "l.db")
     _write(engine, 500)
     deadline = time.monotonic() + 10
     stat = None

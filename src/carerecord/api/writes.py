@@ -8,7 +8,9 @@ single unit, each job under its own savepoint (so one job failing undoes only it
 and answers only its own request), commits once, then answers them all. While it runs, the
 event loop keeps parsing and validating new requests, which queue for the next batch.
 
-Nothing is answered before its commit, so a 201 still means the write is durable.
+Nothing is answered before its commit, so a 201 still means the write is durable. A batch of
+small jobs is first tried all together, without savepoints, and job by job only if that fails
+(:meth:`WriteQueue._execute`).
 
 On SQLite a batch made only of small jobs (a create, update or delete of one resource, with no
 search inside: ``run(job, small=True)``) runs on the event loop itself when the file's writer
@@ -52,7 +54,9 @@ class WriteQueue:
     async def run(self, job: Callable[[Unit], T], *, small: bool = False) -> T:
         """Run ``job`` on a unit shared with other queued jobs; return its result or raise its
         error once the batch has committed. ``small``: a write of one resource with no search
-        inside, which may run on the event loop (see the module's docstring)."""
+        inside and nothing done outside its unit, which may run on the event loop, and may be
+        run twice when a batch tried all together fails (see the module's docstring and
+        :meth:`_execute`)."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append((job, fut, small))
