@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from carerecord.store import schema
 from carerecord.store.engine import make_engine, migrate, sqlite_file
 from carerecord.store.interactions import Interactions
 from carerecord.store.repository import Repository
-from carerecord.store.writer_lock import writing
+from carerecord.store.writer_lock import WriterLock, writing
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 BASE = "http://testserver/fhir"
@@ -187,3 +188,24 @@ def client(live_server: str, engine: Engine, system_token: str) -> Iterator[http
                       headers={"Accept": "application/fhir+json",
                                "Authorization": f"Bearer {system_token}"}) as c:
         yield c
+
+
+@contextmanager
+def held_elsewhere(lock: WriterLock) -> Iterator[threading.Event]:
+    """``lock`` held by another thread (as another writer would) from the start of the block
+    until the yielded event is set, or the block ends."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock.held():
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(10)
+    try:
+        yield release
+    finally:
+        release.set()
+        t.join(10)

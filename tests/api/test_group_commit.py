@@ -11,6 +11,7 @@ from carerecord.api.writes import WriteQueue
 from carerecord.errors import Invalid
 from carerecord.store.interactions import Interactions
 from carerecord.store.repository import Repository
+from tests.conftest import held_elsewhere
 
 
 def test_a_failing_job_in_a_batch_undoes_only_its_own_writes(repo: Repository) -> None:
@@ -66,29 +67,15 @@ def test_small_sqlite_batches_run_on_the_loop_unless_another_writer_holds_the_fi
     assert getattr(asyncio.run(one("Thread", small=False)), "status", None) == 201
     assert queue.batches_on_loop == 1
 
-    held, release = threading.Event(), threading.Event()
-
-    def other_writer() -> None:
-        with lock.held():
-            held.set()
-            release.wait(10)
-
-    t = threading.Thread(target=other_writer)
-    t.start()
-    held.wait(10)
-
-    async def while_held() -> object:
+    async def while_held(release: threading.Event) -> object:
         task = asyncio.ensure_future(one("Waited"))
         await asyncio.sleep(0.05)
         assert not task.done()  # waiting in a thread, and the loop still turns
         release.set()
         return await task
 
-    try:
-        assert getattr(asyncio.run(while_held()), "status", None) == 201
-    finally:
-        release.set()
-        t.join(10)
+    with held_elsewhere(lock) as release:
+        assert getattr(asyncio.run(while_held(release)), "status", None) == 201
     assert queue.batches_on_loop == 1
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 
 from carerecord.store import engine as engines
 from carerecord.store.engine import Checkpointer, make_engine
+from tests.conftest import held_elsewhere
 
 
 def _rows_in_main_file(path: Path) -> int:
@@ -100,27 +101,16 @@ def test_a_long_wal_is_checkpointed_with_writers_held_off_so_it_starts_again(
     _write(engine, 2000)  # about 1,000 pages of WAL
     lock = writer_lock(engine)
     assert lock is not None
-    holding, release, done = threading.Event(), threading.Event(), threading.Event()
-
-    def writer() -> None:  # a write in progress when the checkpoint comes
-        with lock.held():
-            holding.set()
-            release.wait(10)
+    done = threading.Event()
 
     def checkpoint() -> None:
         quiet.checkpoint_all()
         done.set()
 
-    w = threading.Thread(target=writer)
-    w.start()
-    holding.wait(10)
-    c = threading.Thread(target=checkpoint)
-    c.start()
-    try:
+    with held_elsewhere(lock):  # a write in progress when the checkpoint comes
+        c = threading.Thread(target=checkpoint)
+        c.start()
         assert not done.wait(0.3)  # it waits for the writer to finish
-    finally:
-        release.set()
-        w.join(10)
     assert done.wait(10)
     c.join(10)
     assert quiet.restarts == 1
@@ -137,8 +127,6 @@ def test_a_long_wal_is_checkpointed_with_writers_held_off_so_it_starts_again(
 
 def test_a_short_wal_is_checkpointed_without_waiting_for_writers(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    import threading
-
     from carerecord.store.writer_lock import writer_lock
 
     quiet = Checkpointer(thread=False, restart_frames=10_000)
@@ -148,22 +136,9 @@ def test_a_short_wal_is_checkpointed_without_waiting_for_writers(tmp_path: Path,
     _write(engine, 200)
     lock = writer_lock(engine)
     assert lock is not None
-    holding, release = threading.Event(), threading.Event()
-
-    def writer() -> None:
-        with lock.held():
-            holding.set()
-            release.wait(10)
-
-    w = threading.Thread(target=writer)
-    w.start()
-    try:
-        holding.wait(10)
+    with held_elsewhere(lock):
         assert quiet.checkpoint_all() > 0  # while the writer holds the lock
         assert quiet.restarts == 0
-    finally:
-        release.set()
-        w.join(10)
     engine.dispose()
 
 
