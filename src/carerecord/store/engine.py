@@ -202,7 +202,7 @@ class Checkpointer:
         for database, conn in files:
             try:
                 with lock_for_file(database).held():
-                    conn.execute("PRAGMA analysis_limit=1000")
+                    conn.execute(SAMPLED_ANALYSIS)
                     conn.execute("ANALYZE")
                 done += 1
             except sqlite3.Error as exc:  # busy or gone: next time
@@ -220,6 +220,7 @@ class Checkpointer:
 
 
 CHECKPOINTER = Checkpointer()
+SAMPLED_ANALYSIS = "PRAGMA analysis_limit=1000"  # ANALYZE samples each index (see analyze)
 
 _POINT: weakref.WeakKeyDictionary[Engine, threading.local] = weakref.WeakKeyDictionary()
 
@@ -277,7 +278,7 @@ def analyze(engine: Engine) -> None:
     autovacuum keeps it current between loads."""
     with engine.begin() as conn:
         if engine.dialect.name == "sqlite":
-            conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+            conn.exec_driver_sql(SAMPLED_ANALYSIS)
         conn.exec_driver_sql("ANALYZE")
 
 

@@ -346,8 +346,8 @@ class Unit:
         """Write the FTS5 rows held back (SQLite), in rowid order.
 
         Why they wait: FTS5 writes the terms it holds in memory to a new segment of its index
-        at every SAVEPOINT, and a write batch runs each request's job under a savepoint of its
-        own (api/writes.py). Written with each job, every create made a one-row segment that
+        at every SAVEPOINT, and a write batch may run each request's job under a savepoint of
+        its own (api/writes.py: transactions, and small jobs after a failed all-together try). Written with each job, every create made a one-row segment that
         FTS5 then had to merge: 90 us a create in batches of 7-8 Patients, a fifth of the
         database work (2026-11-23). Held back, a batch makes one segment, at the commit.
 
